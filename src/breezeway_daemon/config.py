@@ -1,0 +1,294 @@
+"""Settings: everything the daemon reads from its env file and the environment.
+
+Names are fixed by operators' env files (see ``.env.example``): ``DATABASE_URL``,
+``BREEZEWAY_API_BASE_URL``, ``BREEZEWAY_REGIONS__<REGION>__CLIENT_ID`` and so on.
+The env file's path is itself a setting (``BREEZEWAY_ENV_FILE``, default ``.env``)
+so that SIGHUP can re-read it.
+
+``load_settings()`` is the one way in: it returns a fully validated ``Settings``
+or raises ``ConfigError`` whose message is one line naming the setting.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from breezeway_daemon.entities import ENTITY_NAMES
+
+REGION_NAME = re.compile(r"^[a-z0-9_]+$")
+ENV_PREFIX = "BREEZEWAY_"
+DEFAULT_ENV_FILE = ".env"
+
+
+class ConfigError(Exception):
+    """Invalid configuration. ``str(err)`` is one line naming the setting."""
+
+
+class RegionSettings(BaseModel):
+    """One region: one Breezeway company and its API credential."""
+
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    company_id: int | None = None
+    enabled: bool = True
+
+    @field_validator("client_secret")
+    @classmethod
+    def _secret_not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("must not be empty")
+        return value
+
+
+def _entity_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",")]
+    names = tuple(name for name in value if name)
+    unknown = [name for name in names if name not in ENTITY_NAMES]
+    if unknown:
+        raise ValueError(f"unknown entity {unknown[0]!r} (known: {', '.join(ENTITY_NAMES)})")
+    return names
+
+
+def _cron(value: str) -> str:
+    try:
+        CronTrigger.from_crontab(value)
+    except ValueError as err:
+        raise ValueError(f"not a crontab expression: {err}") from None
+    return value
+
+
+class Settings(BaseSettings):
+    """The effective configuration. Durations are in the unit their name says."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        case_sensitive=False,
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # --- connections -------------------------------------------------------
+    database_url: SecretStr | None = Field(default=None, validation_alias="DATABASE_URL")
+    api_base_url: str = "https://api.breezeway.io"
+    regions: dict[str, RegionSettings] = Field(default_factory=dict)
+
+    # --- API client --------------------------------------------------------
+    requests_per_minute: float = Field(default=180, gt=0)
+    max_in_flight_per_credential: int = Field(default=4, ge=1, le=64)
+    http_timeout_s: float = Field(default=30, gt=0)
+    http_max_attempts: int = Field(default=5, ge=1, le=20)
+    http_retry_budget_s: float = Field(default=300, gt=0)
+    page_size: int = Field(default=100, ge=1, le=1000)
+    token_renew_margin_s: float = Field(default=300, ge=0)
+
+    # --- database ----------------------------------------------------------
+    db_pool_size: int = Field(default=10, ge=2, le=100)
+    db_connect_timeout_s: float = Field(default=10, gt=0)
+    db_statement_timeout_s: float = Field(default=300, gt=0)
+    db_connect_attempts: int = Field(default=5, ge=1, le=50)
+    batch_size: int = Field(default=1000, ge=1, le=50000)
+
+    # --- schedules ---------------------------------------------------------
+    timezone: str = "UTC"
+    hourly_cron: str = "0 * * * *"
+    daily_cron: str = "30 2 * * *"
+    hourly_entities: tuple[str, ...] = ("properties", "reservations", "tasks")
+    daily_entities: tuple[str, ...] = ("people", "supplies", "tags")
+    daily_full_refresh: bool = True
+    region_concurrency: int = Field(default=4, ge=1, le=64)
+    misfire_grace_s: int = Field(default=600, ge=1)
+
+    # --- sync semantics ----------------------------------------------------
+    reservation_backfill_days: int = Field(default=365, ge=1)
+    cursor_overlap_minutes: float = Field(default=10, ge=0)
+    task_fetch_concurrency: int = Field(default=8, ge=1, le=64)
+
+    # --- runs and the watchdog ----------------------------------------------
+    heartbeat_s: float = Field(default=30, gt=0)
+    stale_run_minutes: float = Field(default=5, gt=0)
+    max_run_minutes: float = Field(default=60, gt=0)
+    watchdog_cron: str = "* * * * *"
+    shutdown_grace_s: float = Field(default=60, ge=0)
+
+    # --- retention ---------------------------------------------------------
+    sync_log_retention_days: int = Field(default=90, ge=1)
+    retention_cron: str = "15 3 * * *"
+
+    # --- alerts ------------------------------------------------------------
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_s: float = Field(default=20, gt=0)
+    alert_from: str = "breezeway-daemon@localhost"
+    alert_to: tuple[str, ...] = ()
+    alert_quiet_hours: float = Field(default=6, ge=0)
+    warn_duration_minutes: float = Field(default=10, gt=0)
+    warn_api_calls: dict[str, int] = Field(default_factory=dict)
+    warn_shrink_ratio: float = Field(default=0.5, ge=0, le=1)
+
+    # --- files -------------------------------------------------------------
+    state_dir: Path = Path("/var/lib/breezeway-daemon")
+    alerts_log: Path | None = None
+    env_file: Path = Path(DEFAULT_ENV_FILE)
+
+    @field_validator("regions", mode="before")
+    @classmethod
+    def _region_names(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            for name in value:
+                if not REGION_NAME.match(str(name)):
+                    raise ValueError(
+                        f"region name {str(name)!r} may hold only lowercase letters, digits and _"
+                    )
+        return value
+
+    @field_validator("hourly_entities", "daily_entities", mode="before")
+    @classmethod
+    def _entities(cls, value: Any) -> tuple[str, ...]:
+        return _entity_list(value)
+
+    @field_validator("hourly_cron", "daily_cron", "watchdog_cron", "retention_cron")
+    @classmethod
+    def _crons(cls, value: str) -> str:
+        return _cron(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r}") from None
+        return value
+
+    @field_validator("alert_to", mode="before")
+    @classmethod
+    def _recipients(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",")]
+        addresses = tuple(part for part in value if part)
+        for address in addresses:
+            if "@" not in address:
+                raise ValueError(f"{address!r} is not an email address")
+        return addresses
+
+    @field_validator("warn_api_calls", mode="before")
+    @classmethod
+    def _api_call_budgets(cls, value: Any) -> Any:
+        # "tasks=600,reservations=50" is easier to write in an env file than JSON.
+        if isinstance(value, str) and not value.strip().startswith("{"):
+            budgets = {}
+            for part in filter(None, (p.strip() for p in value.split(","))):
+                entity, _, number = part.partition("=")
+                budgets[entity.strip()] = number.strip()
+            value = budgets
+        if isinstance(value, Mapping):
+            _entity_list(list(value))
+        return value
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.smtp_host and not self.alert_to:
+            raise ValueError("BREEZEWAY_ALERT_TO: SMTP is configured but there are no recipients")
+        return self
+
+    # --- derived values ------------------------------------------------------
+    @property
+    def enabled_regions(self) -> dict[str, RegionSettings]:
+        return {name: region for name, region in sorted(self.regions.items()) if region.enabled}
+
+    @property
+    def alerts_log_path(self) -> Path:
+        return self.alerts_log or self.state_dir / "alerts.log"
+
+    @property
+    def stale_after(self) -> timedelta:
+        return timedelta(minutes=self.stale_run_minutes)
+
+    @property
+    def max_run_time(self) -> timedelta:
+        return timedelta(minutes=self.max_run_minutes)
+
+    def dsn(self) -> str:
+        """The database URL, for connecting. Never log it: it may hold a password."""
+        if self.database_url is None:
+            raise ConfigError("DATABASE_URL: not set")
+        return self.database_url.get_secret_value()
+
+    def masked(self) -> dict[str, Any]:
+        """The effective configuration as plain data with every secret masked."""
+        data = self.model_dump(mode="json")
+        data["database_url"] = (
+            mask_url(self.database_url.get_secret_value()) if self.database_url else None
+        )
+        return data
+
+
+def mask_url(url: str) -> str:
+    """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db``."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def env_file_path(environ: Mapping[str, str] | None = None) -> Path:
+    environ = os.environ if environ is None else environ
+    return Path(environ.get(f"{ENV_PREFIX}ENV_FILE", DEFAULT_ENV_FILE))
+
+
+def load_settings(env_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read the env file and the environment (the environment wins) and validate.
+
+    Raises ``ConfigError`` with one line naming the first invalid setting.
+    """
+    path = env_file if env_file is not None else env_file_path()
+    try:
+        if path.exists() and not path.is_file():
+            raise ConfigError(f"BREEZEWAY_ENV_FILE: {path} is not a file")
+        return Settings(_env_file=path if path.exists() else None, env_file=path, **overrides)
+    except ValidationError as err:
+        raise ConfigError(describe_validation_error(err)) from None
+    except OSError as err:
+        raise ConfigError(f"BREEZEWAY_ENV_FILE: cannot read {path}: {err.strerror}") from None
+
+
+def describe_validation_error(err: ValidationError) -> str:
+    """The first problem, as ``SETTING_NAME: reason`` in env-variable spelling."""
+    first = err.errors()[0]
+    location = [str(part) for part in first["loc"]]
+    if location and location[0] == "DATABASE_URL":
+        name = "DATABASE_URL"
+    elif location:
+        name = ENV_PREFIX + "__".join(location).upper()
+    else:
+        return first["msg"].removeprefix("Value error, ")
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{name}: {message}"
+
+
+def env_file_is_private(path: Path) -> bool:
+    """False when group or others may read the env file (it holds secrets)."""
+    try:
+        return path.stat().st_mode & 0o077 == 0
+    except FileNotFoundError:
+        return True

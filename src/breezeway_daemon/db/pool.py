@@ -1,0 +1,124 @@
+"""The asyncpg pool: bounded connects, timeouts on every statement, jsonb codecs.
+
+jsonb travels in binary (COPY and parameters) as the version byte ``1`` followed
+by the JSON text; the loader passes records already serialized as ``bytes``, so
+nothing is encoded twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+import orjson
+import structlog
+
+from breezeway_daemon.config import Settings
+
+log = structlog.get_logger(__name__)
+
+JSONB_VERSION = b"\x01"
+
+# Errors worth another connection attempt: the server is starting, restarting or
+# out of slots, or the network to it is down.
+TRANSIENT_CONNECT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.ConnectionDoesNotExistError,
+)
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached within the configured attempts."""
+
+
+def encode_jsonb(value: Any) -> bytes:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return JSONB_VERSION + bytes(value)
+    return JSONB_VERSION + orjson.dumps(value)
+
+
+def decode_jsonb(data: bytes) -> Any:
+    return orjson.loads(data[1:])
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec(
+        "jsonb", schema="pg_catalog", encoder=encode_jsonb, decoder=decode_jsonb, format="binary"
+    )
+
+
+def server_settings(settings: Settings, application_name: str) -> dict[str, str]:
+    return {
+        "application_name": application_name,
+        "statement_timeout": str(int(settings.db_statement_timeout_s * 1000)),
+        # A crashed client must not hold a lock or a transaction open forever.
+        "idle_in_transaction_session_timeout": str(int(settings.db_statement_timeout_s * 2000)),
+        "timezone": "UTC",
+    }
+
+
+async def with_connect_retries(
+    connect: Callable[[], Any], settings: Settings, what: str = "database"
+) -> Any:
+    """Call ``connect`` up to ``db_connect_attempts`` times with backoff; no sleep after the last."""
+    attempts = settings.db_connect_attempts
+    delay = 0.5
+    for attempt in range(1, attempts + 1):
+        try:
+            return await asyncio.wait_for(connect(), settings.db_connect_timeout_s)
+        except TRANSIENT_CONNECT_ERRORS as err:
+            cause = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+            if attempt == attempts:
+                raise DatabaseUnavailable(
+                    f"cannot connect to the {what} after {attempts} attempts: {cause}"
+                ) from err
+            log.warning("db_connect_retry", attempt=attempt, of=attempts, error=cause)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10)
+    raise AssertionError("unreachable")
+
+
+async def create_pool(
+    settings: Settings, *, application_name: str = "breezeway-daemon", max_size: int | None = None
+) -> asyncpg.Pool:
+    """A pool to ``DATABASE_URL``, or ``DatabaseUnavailable`` after bounded attempts."""
+    dsn = settings.dsn()
+    size = max_size or settings.db_pool_size
+
+    async def connect() -> asyncpg.Pool:
+        return await asyncpg.create_pool(
+            dsn,
+            min_size=1,
+            max_size=size,
+            init=init_connection,
+            timeout=settings.db_connect_timeout_s,
+            command_timeout=settings.db_statement_timeout_s + 5,
+            server_settings=server_settings(settings, application_name),
+            max_inactive_connection_lifetime=300,
+        )
+
+    return await with_connect_retries(connect, settings)
+
+
+async def connect(
+    settings: Settings, *, application_name: str = "breezeway-daemon"
+) -> asyncpg.Connection:
+    """One connection outside the pool (for session-level advisory locks)."""
+    dsn = settings.dsn()
+
+    async def open_connection() -> asyncpg.Connection:
+        conn = await asyncpg.connect(
+            dsn,
+            timeout=settings.db_connect_timeout_s,
+            command_timeout=settings.db_statement_timeout_s + 5,
+            server_settings=server_settings(settings, application_name),
+        )
+        await init_connection(conn)
+        return conn
+
+    return await with_connect_retries(open_connection, settings)

@@ -1,0 +1,275 @@
+"""The entity specs: one declarative table that drives the whole sync.
+
+Each ``EntitySpec`` says where an entity's records come from (endpoints and how
+they page), how they are keyed, which fields become typed columns, which
+entities must be synced before it, and how it syncs (a full listing every time,
+or incrementally by an update-time filter). The client pages from it, the
+loader builds its SQL from it, and the region pipeline orders runs by it, so
+adding an entity is one entry here plus a migration for its table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class ColumnType(StrEnum):
+    """PostgreSQL types the loader knows how to convert API values into."""
+
+    BIGINT = "bigint"
+    TEXT = "text"
+    FLOAT = "double precision"
+    NUMERIC = "numeric"
+    BOOLEAN = "boolean"
+    DATE = "date"
+    TIMESTAMPTZ = "timestamp with time zone"
+
+
+class SyncMode(StrEnum):
+    FULL = "full"
+    """Every run lists everything; records missing from a complete listing are deleted."""
+    UPDATED_SINCE = "updated_since"
+    """Incremental by a datetime filter (``updated_at_ge=<cursor>``)."""
+    UPDATED_DATE_RANGE_PER_PARENT = "updated_date_range_per_parent"
+    """Incremental by a ``YYYY-MM-DD,YYYY-MM-DD`` range, one listing per parent record."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """A typed column: ``name`` in the table, read from ``source`` (a path into the record)."""
+
+    name: str
+    type: ColumnType
+    source: tuple[str, ...] = ()
+    required: bool = False
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return self.source or (self.name,)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One listing: ``path`` under the inventory base path.
+
+    ``paged`` listings answer the paging envelope; the others a plain array.
+    ``tag_type`` marks the rows of one of the three tag lists.
+    """
+
+    path: str
+    paged: bool = True
+    company_param: bool = True
+    tag_type: str | None = None
+
+
+@dataclass(frozen=True)
+class ParentRef:
+    """A column that must name an existing record of another entity in the same region."""
+
+    column: str
+    entity: str
+
+
+@dataclass(frozen=True)
+class Incremental:
+    """How an incremental run filters, and how far back its window reaches.
+
+    ``param`` is the API filter; ``overlap_days`` widens a day-granular window.
+    """
+
+    param: str
+    overlap_days: int = 0
+
+
+@dataclass(frozen=True)
+class Backfill:
+    """The filter a first (or full) run needs because the API hides old records by default."""
+
+    param: str
+    days: int
+
+
+@dataclass(frozen=True)
+class EntitySpec:
+    name: str
+    endpoints: tuple[Endpoint, ...]
+    columns: tuple[Column, ...]
+    key: tuple[str, ...] = ("id",)
+    parents: tuple[str, ...] = ()
+    mode: SyncMode = SyncMode.FULL
+    incremental: Incremental | None = None
+    backfill: Backfill | None = None
+    parent_ref: ParentRef | None = None
+    per_parent_param: str | None = None
+    """For per-parent listings (tasks): the query parameter naming the parent's id."""
+    single_record_path: str | None = None
+    """``GET`` one record by id (``{id}``); used to confirm a deletion before marking it."""
+    resync_params: tuple[str, str] | None = None
+    """The (since, until) filters a date-range resync uses."""
+    extra_key_values: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def table(self) -> str:
+        return self.name
+
+    @property
+    def typed_column_names(self) -> tuple[str, ...]:
+        return tuple(column.name for column in self.columns)
+
+
+def _text(*names: str) -> tuple[Column, ...]:
+    return tuple(Column(name, ColumnType.TEXT) for name in names)
+
+
+PROPERTIES = EntitySpec(
+    name="properties",
+    endpoints=(Endpoint("/property"),),
+    columns=(
+        Column("company_id", ColumnType.BIGINT),
+        *_text("name", "status", "address1", "address2", "building", "city", "state"),
+        *_text("zipcode", "country", "display"),
+        Column("latitude", ColumnType.FLOAT),
+        Column("longitude", ColumnType.FLOAT),
+        Column("bedrooms", ColumnType.NUMERIC),
+        Column("bathrooms", ColumnType.NUMERIC),
+        Column("living_area", ColumnType.NUMERIC),
+        Column("year_built", ColumnType.BIGINT),
+        *_text("reference_company_id", "reference_external_property_id", "reference_property_id"),
+    ),
+)
+
+RESERVATIONS = EntitySpec(
+    name="reservations",
+    endpoints=(Endpoint("/reservation"),),
+    columns=(
+        Column("property_id", ColumnType.BIGINT, required=True),
+        Column("status", ColumnType.TEXT),
+        Column("checkin_date", ColumnType.DATE),
+        Column("checkin_time", ColumnType.TEXT),
+        Column("checkout_date", ColumnType.DATE),
+        Column("checkout_time", ColumnType.TEXT),
+        Column("adults", ColumnType.BIGINT),
+        Column("children", ColumnType.BIGINT),
+        Column("pets", ColumnType.BIGINT),
+        Column("source", ColumnType.TEXT),
+        Column("type_stay", ColumnType.TEXT, ("type_stay", "code")),
+        Column("reference_reservation_id", ColumnType.TEXT),
+        Column("reference_property_id", ColumnType.TEXT),
+        Column("created_at", ColumnType.TIMESTAMPTZ),
+        Column("updated_at", ColumnType.TIMESTAMPTZ),
+    ),
+    parents=("properties",),
+    mode=SyncMode.UPDATED_SINCE,
+    incremental=Incremental("updated_at_ge"),
+    backfill=Backfill("checkout_date_ge", days=365),
+    parent_ref=ParentRef("property_id", "properties"),
+    resync_params=("updated_at_ge", "updated_at_le"),
+)
+
+TASKS = EntitySpec(
+    name="tasks",
+    endpoints=(Endpoint("/task/", company_param=False),),
+    columns=(
+        Column("property_id", ColumnType.BIGINT, ("home_id",), required=True),
+        Column("reference_property_id", ColumnType.TEXT),
+        Column("name", ColumnType.TEXT),
+        Column("type_department", ColumnType.TEXT),
+        Column("type_priority", ColumnType.TEXT),
+        Column("status_code", ColumnType.TEXT, ("type_task_status", "code")),
+        Column("status_stage", ColumnType.TEXT, ("type_task_status", "stage")),
+        Column("scheduled_date", ColumnType.DATE),
+        Column("scheduled_time", ColumnType.TEXT),
+        Column("paused", ColumnType.BOOLEAN),
+        Column("created_at", ColumnType.TIMESTAMPTZ),
+        Column("updated_at", ColumnType.TIMESTAMPTZ),
+        Column("started_at", ColumnType.TIMESTAMPTZ),
+        Column("finished_at", ColumnType.TIMESTAMPTZ),
+        Column("linked_reservation_id", ColumnType.BIGINT, ("linked_reservation", "id")),
+        Column("template_id", ColumnType.BIGINT),
+        Column("parent_task_id", ColumnType.BIGINT),
+        Column("total_cost", ColumnType.NUMERIC),
+        Column("total_time", ColumnType.TEXT),
+        Column("rate_paid", ColumnType.TEXT),
+        Column("billable", ColumnType.BOOLEAN),
+    ),
+    parents=("properties",),
+    mode=SyncMode.UPDATED_DATE_RANGE_PER_PARENT,
+    incremental=Incremental("updated_at", overlap_days=1),
+    parent_ref=ParentRef("property_id", "properties"),
+    per_parent_param="home_id",
+    single_record_path="/task/{id}",
+    resync_params=("updated_at", "updated_at"),
+)
+
+PEOPLE = EntitySpec(
+    name="people",
+    endpoints=(Endpoint("/people", paged=False),),
+    columns=(
+        *_text("first_name", "last_name"),
+        Column("active", ColumnType.BOOLEAN),
+        Column("employee_code", ColumnType.TEXT),
+    ),
+)
+
+SUPPLIES = EntitySpec(
+    name="supplies",
+    endpoints=(Endpoint("/supplies"),),
+    columns=(
+        Column("company_id", ColumnType.BIGINT),
+        *_text("name", "description", "size", "internal_id"),
+        Column("unit_cost", ColumnType.NUMERIC),
+        Column("stock_count", ColumnType.NUMERIC),
+        Column("low_stock_alert", ColumnType.BOOLEAN),
+        Column("low_stock_count", ColumnType.NUMERIC),
+        Column("supply_category_id", ColumnType.BIGINT),
+        Column("stock_status", ColumnType.TEXT, ("type_stock_status", "code")),
+        Column("created_at", ColumnType.TIMESTAMPTZ),
+        Column("updated_at", ColumnType.TIMESTAMPTZ),
+    ),
+)
+
+TAGS = EntitySpec(
+    name="tags",
+    endpoints=(
+        Endpoint("/task/tags", paged=False, tag_type="task"),
+        Endpoint("/property/tags", paged=False, tag_type="property"),
+        Endpoint("/reservation/tags", paged=False, tag_type="reservation"),
+    ),
+    columns=(
+        Column("name", ColumnType.TEXT),
+        Column("company_id", ColumnType.BIGINT),
+        Column("description", ColumnType.TEXT),
+    ),
+    key=("tag_type", "id"),
+)
+
+ENTITIES: dict[str, EntitySpec] = {
+    spec.name: spec for spec in (PROPERTIES, RESERVATIONS, TASKS, PEOPLE, SUPPLIES, TAGS)
+}
+ENTITY_NAMES: tuple[str, ...] = tuple(ENTITIES)
+
+
+def entity(name: str) -> EntitySpec:
+    """The spec named ``name``; ``KeyError`` naming the known ones otherwise."""
+    try:
+        return ENTITIES[name]
+    except KeyError:
+        raise KeyError(f"unknown entity {name!r} (known: {', '.join(ENTITY_NAMES)})") from None
+
+
+def in_dependency_order(names: tuple[str, ...] | list[str]) -> list[str]:
+    """``names`` ordered so that every entity comes after the parents it depends on."""
+    ordered: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in ordered:
+            return
+        for parent in ENTITIES[name].parents:
+            if parent in names:
+                visit(parent)
+        ordered.append(name)
+
+    for name in sorted(names, key=ENTITY_NAMES.index):
+        visit(name)
+    return ordered

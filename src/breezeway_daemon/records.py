@@ -1,0 +1,246 @@
+"""Turning API records into storable rows: NUL removal, keys, typed column values.
+
+Every function here is pure. A value that cannot become its column's type raises
+``RecordRejected`` with a reason naming the field; the loader sends that record
+to ``rejected_records`` and stores the rest of its batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+
+from breezeway_daemon.entities import Column, ColumnType
+
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
+ESCAPED_NUL = b"\\u0000"
+
+
+class RecordRejected(ValueError):
+    """This record cannot be stored; ``str(err)`` is the reason."""
+
+
+def dumps(value: Any) -> bytes:
+    """JSON bytes; falls back to the stdlib for what orjson refuses (integers over 64 bits)."""
+    try:
+        return orjson.dumps(value)
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse JSON; falls back to the stdlib for integers over 64 bits."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
+
+def without_nul(value: Any) -> Any:
+    """``value`` with every NUL character removed from every string, keys included."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_nul(item) for item in value]
+    return value
+
+
+def serialize(record: Mapping[str, Any]) -> tuple[Mapping[str, Any], bytes]:
+    """The record without NULs, and its JSON. Serializes once in the common case."""
+    data = dumps(record)
+    if ESCAPED_NUL in data:
+        record = without_nul(record)
+        data = dumps(record)
+    return record, data
+
+
+def content_hash(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def pick(record: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = record
+    for part in path:
+        if type(value) is not dict:
+            return None
+        value = value.get(part)
+    return value
+
+
+def to_bigint(value: Any) -> int:
+    if type(value) is int and BIGINT_MIN <= value <= BIGINT_MAX:
+        return value
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not an integer")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"{value!r} is not a whole number")
+        value = int(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"{_show(value)} is not an integer") from None
+    elif not isinstance(value, int):
+        raise ValueError(f"{type(value).__name__} is not an integer")
+    if not BIGINT_MIN <= value <= BIGINT_MAX:
+        raise ValueError(f"{value} is out of the bigint range")
+    return value
+
+
+def to_text(value: Any) -> str:
+    if type(value) is str:
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    # An object where text was expected: keep it readable rather than lose the record.
+    return dumps(value).decode()
+
+
+def to_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a number")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            raise ValueError(f"{_show(value)} is not a number") from None
+    raise ValueError(f"{type(value).__name__} is not a number")
+
+
+def to_numeric(value: Any) -> Decimal:
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a finite number")
+    if isinstance(value, int | float | str):
+        try:
+            number = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise ValueError(f"{_show(value)} is not a number") from None
+        if not number.is_finite():
+            raise ValueError(f"{_show(value)} is not a finite number")
+        return number
+    raise ValueError(f"{type(value).__name__} is not a number")
+
+
+def to_boolean(value: Any) -> bool:
+    if type(value) is bool:
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        return value.strip().lower() in ("true", "1")
+    raise ValueError(f"{_show(value)} is not a boolean")
+
+
+def to_date(value: Any) -> date:
+    if not isinstance(value, str):
+        raise ValueError(f"{type(value).__name__} is not a date")
+    text = value.strip()
+    try:
+        if len(text) > 10 and text[10] in "T ":
+            return to_timestamptz(text).date()
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{_show(value)} is not a date") from None
+
+
+def to_timestamptz(value: Any) -> datetime:
+    """An aware UTC datetime; a value without a zone is UTC (the API's rule)."""
+    if not isinstance(value, str):
+        raise ValueError(f"{type(value).__name__} is not a date-time")
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(f"{_show(value)} is not a date-time") from None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+CONVERTERS: dict[ColumnType, Callable[[Any], Any]] = {
+    ColumnType.BIGINT: to_bigint,
+    ColumnType.TEXT: to_text,
+    ColumnType.FLOAT: to_float,
+    ColumnType.NUMERIC: to_numeric,
+    ColumnType.BOOLEAN: to_boolean,
+    ColumnType.DATE: to_date,
+    ColumnType.TIMESTAMPTZ: to_timestamptz,
+}
+
+
+class ColumnReader:
+    """Reads and converts the typed columns of one entity; built once per spec."""
+
+    def __init__(self, columns: tuple[Column, ...]) -> None:
+        self.columns = columns
+        self._steps = [
+            (column.name, column.path, CONVERTERS[column.type], column.required,
+             column.type is not ColumnType.TEXT)
+            for column in columns
+        ]  # fmt: skip
+
+    def values(self, record: Mapping[str, Any], defaults: Mapping[str, Any]) -> list[Any]:
+        """The typed values, or ``RecordRejected`` naming the field at fault."""
+        values = []
+        for name, path, convert, required, empty_is_null in self._steps:
+            raw = record.get(path[0]) if len(path) == 1 else pick(record, path)
+            if raw is None or (empty_is_null and raw == ""):
+                raw = defaults.get(name)
+                if raw is None:
+                    if required:
+                        raise RecordRejected(f"{'.'.join(path)} is missing")
+                    values.append(None)
+                    continue
+            try:
+                values.append(convert(raw))
+            except ValueError as err:
+                raise RecordRejected(f"{'.'.join(path)}: {err}") from None
+        return values
+
+
+def column_values(
+    record: Mapping[str, Any], columns: tuple[Column, ...], defaults: Mapping[str, Any]
+) -> list[Any]:
+    """The typed values of ``columns``, or ``RecordRejected`` naming the field at fault."""
+    return ColumnReader(columns).values(record, defaults)
+
+
+def record_id(record: Any) -> int:
+    """The record's Breezeway id, or ``RecordRejected``."""
+    if not isinstance(record, Mapping):
+        raise RecordRejected(f"a {type(record).__name__} is not a record")
+    value = record.get("id")
+    if value is None:
+        raise RecordRejected("id is missing")
+    try:
+        return to_bigint(value)
+    except ValueError as err:
+        raise RecordRejected(f"id: {err}") from None
+
+
+def display_id(record: Any) -> str | None:
+    """The id as text for ``rejected_records.record_id`` (whatever its type), or None."""
+    if isinstance(record, Mapping) and record.get("id") is not None:
+        return _show(record["id"], limit=100).strip("'")
+    return None
+
+
+def _show(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,118 @@
+"""Test fixtures: a real PostgreSQL with a throwaway database per test session.
+
+The server is ``DATABASE_URL`` when set, else the one on 127.0.0.1:5432 (trust
+auth, user postgres), else an embedded one. Each session creates its own
+database and drops it at the end; ``clean_db`` empties the tables between tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from breezeway_daemon.config import Settings, load_settings
+from breezeway_daemon.db import migrations
+from breezeway_daemon.db.pool import create_pool
+
+LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+TABLES = (
+    "tasks", "reservations", "properties", "people", "supplies", "tags", "etl_sync_log",
+    "api_tokens", "sync_cursors", "rejected_records",
+)  # fmt: skip
+
+
+def _with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+async def _reachable(url: str) -> bool:
+    try:
+        conn = await asyncpg.connect(url, timeout=3)
+    except (TimeoutError, OSError, asyncpg.PostgresError):
+        return False
+    await conn.close()
+    return True
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    """A PostgreSQL server URL (to its maintenance database)."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    if asyncio.run(_reachable(LOCAL_SERVER)):
+        yield LOCAL_SERVER
+        return
+    from breezeway_daemon.db.embedded import _start
+
+    server = _start(Path(tempfile.mkdtemp(prefix="bw-test-pg-")) / "pgdata")
+    try:
+        yield server.get_uri("postgres")  # type: ignore[attr-defined]
+    finally:
+        server.cleanup()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url: str) -> Iterator[str]:
+    """A fresh, migrated database for this test session; dropped afterwards."""
+    name = f"bw_test_{os.getpid()}_{secrets.token_hex(3)}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(server_url)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        conn = await asyncpg.connect(_with_database(server_url, name))
+        try:
+            await migrations.migrate(conn)
+        finally:
+            await conn.close()
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(server_url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    try:
+        yield _with_database(server_url, name)
+    finally:
+        asyncio.run(drop())
+
+
+@pytest.fixture(scope="session")
+def base_settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    state = tmp_path_factory.mktemp("state")
+    return load_settings(
+        Path("/nonexistent/bw-test.env"),
+        database_url=database_url,
+        state_dir=state,
+    )
+
+
+@pytest.fixture(scope="session")
+async def pool(base_settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(base_settings)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def clean_db(pool: asyncpg.Pool) -> asyncpg.Pool:
+    """The session database with every table emptied."""
+    tables = ", ".join(f"breezeway.{table}" for table in TABLES)
+    await pool.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+    return pool

@@ -1,0 +1,149 @@
+"""The loader against a real PostgreSQL: counts, dedupe, bad records, nothing lost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from breezeway_daemon.db.loader import Loader
+from breezeway_daemon.entities import PROPERTIES, RESERVATIONS, TAGS, TASKS
+
+REGION = "nashville"
+
+
+def prop(pid: int, **fields: Any) -> dict[str, Any]:
+    return {"id": pid, "company_id": 1001, "name": f"Cabin {pid}", "status": "active",
+            "latitude": "36.16", "longitude": -86.78, "bedrooms": 3, "notes": {"wifi": "x"},
+            **fields}  # fmt: skip
+
+
+def task(tid: int, home_id: int, **fields: Any) -> dict[str, Any]:
+    return {"id": tid, "home_id": home_id, "name": "Turnover clean", "type_department": "housekeeping",
+            "type_task_status": {"code": "finished", "name": "Finished", "stage": "finished"},
+            "scheduled_date": "2026-05-01", "created_at": "2026-04-20T10:00:00",
+            "updated_at": "2026-04-21T10:00:00+00:00", "total_cost": "85.50",
+            "linked_reservation": {"id": 99999999, "external_reservation_id": None},
+            "paused": False, **fields}  # fmt: skip
+
+
+async def rows(pool: asyncpg.Pool, table: str) -> dict[int, asyncpg.Record]:
+    found = await pool.fetch(f"SELECT * FROM breezeway.{table} WHERE region_code = $1", REGION)
+    return {row["id"]: row for row in found}
+
+
+async def test_new_updated_unchanged_counts(clean_db: asyncpg.Pool) -> None:
+    loader = Loader(clean_db, PROPERTIES, REGION)
+    first = await loader.load([prop(1), prop(2), prop(3)])
+    assert (first.new, first.updated, first.unchanged) == (3, 0, 0)
+
+    before = await rows(clean_db, "properties")
+    second = await loader.load([prop(1), prop(2, name="Renamed"), prop(3), prop(4)])
+    assert (second.new, second.updated, second.unchanged, second.rejected) == (1, 1, 2, 0)
+
+    after = await rows(clean_db, "properties")
+    assert after[2]["name"] == "Renamed" and after[2]["raw"]["name"] == "Renamed"
+    # An unchanged row is not rewritten beyond synced_at.
+    assert after[1]["changed_at"] == before[1]["changed_at"]
+    assert after[1]["synced_at"] > before[1]["synced_at"]
+    assert after[2]["changed_at"] > before[2]["changed_at"]
+
+
+async def test_same_key_twice_in_one_batch_keeps_the_last(clean_db: asyncpg.Pool) -> None:
+    result = await Loader(clean_db, PROPERTIES, REGION).load(
+        [prop(1, name="first"), prop(2), prop(1, name="last")]
+    )
+    assert (result.new, result.duplicates) == (2, 1)
+    assert (await rows(clean_db, "properties"))[1]["name"] == "last"
+
+
+async def test_bad_records_are_rejected_with_reasons_and_the_rest_stored(
+    clean_db: asyncpg.Pool,
+) -> None:
+    await Loader(clean_db, PROPERTIES, REGION).load([prop(1)])
+    batch = [
+        task(10, 1, name="nul\x00in name", description="a\x00b", costs=[{"note": "x\x00"}]),
+        task(11, 1, description="x" * 100_000),
+        task(12, 1, name="Ménage — 清洁 🧹", description="naïve café"),
+        {"name": "no id at all", "home_id": 1},
+        task(13, 1, paused="sometimes"),
+        task(14, 1, scheduled_date="next tuesday"),
+        task(15, 1, template_id=2**40, total_cost=10**30),
+        task(16, 1, template_id=2**70),
+        task(17, 1, id="not-a-number"),
+        task(18, 1, **{"key\x00with": "nul"}),
+        "not even an object",
+        task(19, 777),  # property 777 is not known
+    ]
+    result = await Loader(clean_db, TASKS, REGION).load(batch)
+    assert result.received == len(batch)
+    assert (result.new, result.rejected) == (5, 7)
+    stored = await rows(clean_db, "tasks")
+    assert set(stored) == {10, 11, 12, 15, 18}
+    assert stored[10]["name"] == "nulin name" and stored[10]["raw"]["costs"] == [{"note": "x"}]
+    assert stored[10]["raw"]["description"] == "ab"
+    assert len(stored[11]["raw"]["description"]) == 100_000
+    assert stored[12]["name"] == "Ménage — 清洁 🧹"
+    assert stored[15]["template_id"] == 2**40 and int(stored[15]["total_cost"]) == 10**30
+    assert "keywith" in stored[18]["raw"]
+    assert stored[10]["linked_reservation_id"] == 99999999  # no foreign key on it
+
+    rejected = await clean_db.fetch(
+        "SELECT record_id, reason, raw FROM breezeway.rejected_records WHERE entity_type = 'tasks'"
+    )
+    reasons = {row["record_id"]: row["reason"] for row in rejected}
+    assert len(rejected) == 7
+    assert reasons["13"].startswith("paused:")
+    assert reasons["14"].startswith("scheduled_date:")
+    assert reasons["16"] == f"template_id: {2**70} is out of the bigint range"
+    assert reasons["not-a-number"].startswith("id:")
+    assert reasons["19"] == "home_id 777 is not a known properties record of this region"
+    assert sorted(row["reason"] for row in rejected if row["record_id"] is None) == [
+        "a str is not a record",
+        "id is missing",
+    ]
+    # The rejected record itself is kept, so that nothing is lost.
+    assert any(row["raw"] == {"name": "no id at all", "home_id": 1} for row in rejected)
+
+
+async def test_unchanged_batch_touches_synced_at_only(clean_db: asyncpg.Pool) -> None:
+    await Loader(clean_db, PROPERTIES, REGION).load([prop(1)])
+    tasks = [task(i, 1) for i in range(100, 150)]
+    loader = Loader(clean_db, TASKS, REGION)
+    await loader.load(tasks)
+    again = await loader.load(tasks)
+    assert (again.new, again.updated, again.unchanged) == (0, 0, 50)
+
+
+async def test_deleted_record_that_returns_is_restored(clean_db: asyncpg.Pool) -> None:
+    loader = Loader(clean_db, PROPERTIES, REGION)
+    await loader.load([prop(1), prop(2)])
+    await clean_db.execute("UPDATE breezeway.properties SET deleted_at = now() WHERE id = 1")
+    result = await loader.load([prop(1)])
+    assert (result.updated, result.unchanged) == (1, 0)
+    assert (await rows(clean_db, "properties"))[1]["deleted_at"] is None
+
+
+async def test_orphans_can_be_returned_to_the_caller(clean_db: asyncpg.Pool) -> None:
+    await Loader(clean_db, PROPERTIES, REGION).load([prop(1)])
+    reservation = {"id": 5, "property_id": 2, "checkin_date": "2026-05-01"}
+    result = await Loader(clean_db, RESERVATIONS, REGION).load(
+        [reservation, {"id": 6, "property_id": 1}], orphans="return"
+    )
+    assert result.new == 1 and result.orphans == [reservation] and result.rejected == 0
+
+
+async def test_tags_are_keyed_by_kind_and_id(clean_db: asyncpg.Pool) -> None:
+    loader = Loader(clean_db, TAGS, REGION)
+    await loader.load([{"id": 1, "name": "VIP"}], key_values={"tag_type": "task"})
+    await loader.load([{"id": 1, "name": "Pool"}], key_values={"tag_type": "property"})
+    found = await clean_db.fetch("SELECT tag_type, name FROM breezeway.tags ORDER BY tag_type")
+    assert [(r["tag_type"], r["name"]) for r in found] == [("property", "Pool"), ("task", "VIP")]
+
+
+async def test_regions_do_not_share_rows(clean_db: asyncpg.Pool) -> None:
+    await Loader(clean_db, PROPERTIES, "austin").load([prop(1, name="Austin")])
+    result = await Loader(clean_db, PROPERTIES, REGION).load([prop(1)])
+    assert result.new == 1
+    names = await clean_db.fetch("SELECT region_code, name FROM breezeway.properties ORDER BY 1")
+    assert [tuple(r) for r in names] == [("austin", "Austin"), ("nashville", "Cabin 1")]
