@@ -1,0 +1,1 @@
+"""The Breezeway API: the client, its token cache and its per-credential pacing."""

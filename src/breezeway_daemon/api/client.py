@@ -1,0 +1,363 @@
+"""The Breezeway API client: authenticated, paced, retried requests and paged listings.
+
+``BreezewayApi`` owns what regions share (one HTTP connection pool, the token
+cache) and hands out one ``BreezewayClient`` per region. A client's listings
+yield one page of records at a time, never a whole listing in memory.
+
+Every request:
+- carries ``Authorization: JWT <access token>`` from the token cache; on a 401
+  the token is renewed once (one renewal for all requests that saw it) and the
+  request repeated once;
+- waits for a place under its credential's ``Pacer`` (rate, in-flight cap,
+  shared 429 waits);
+- retries 5xx, timeouts and connection errors with exponential backoff and full
+  jitter, bounded in attempts and total time, with no sleep after the last
+  attempt; other 4xx fail at once with status, endpoint, parameters and the
+  API's error body (never a header or a token).
+
+Requests made while a ``CallCounter`` is bound with ``count_calls`` are counted
+into it, which is how a run knows its ``api_calls_made``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import structlog
+
+from breezeway_daemon import __version__
+from breezeway_daemon.api.errors import (
+    ApiError,
+    AuthError,
+    NotFound,
+    PermanentApiError,
+    TransientApiError,
+)
+from breezeway_daemon.api.pacing import Pacer
+from breezeway_daemon.api.tokens import TokenCache, retry_after_seconds
+from breezeway_daemon.config import Settings
+from breezeway_daemon.entities import Endpoint
+from breezeway_daemon.records import loads
+
+log = structlog.get_logger(__name__)
+
+INVENTORY_PATH = "/public/inventory/v1"
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 30.0
+MAX_429_WAITS = 20
+
+
+@dataclass
+class CallCounter:
+    """API calls made on behalf of one run (or one command)."""
+
+    calls: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+
+
+_counter: ContextVar[CallCounter | None] = ContextVar("breezeway_call_counter", default=None)
+
+
+@contextmanager
+def count_calls(counter: CallCounter) -> Iterator[CallCounter]:
+    """Count the API calls made in this context (and tasks started from it) into ``counter``."""
+    token = _counter.set(counter)
+    try:
+        yield counter
+    finally:
+        _counter.reset(token)
+
+
+@dataclass
+class Page:
+    records: list[dict[str, Any]]
+    number: int
+    total_pages: int | None = None
+    total_results: int | None = None
+
+
+@dataclass
+class ListingStats:
+    """What a listing saw; ``shifted`` means records moved while it paged."""
+
+    pages: int = 0
+    records: int = 0
+    repeats: int = 0
+    shifted: bool = False
+    totals_seen: set[int] = field(default_factory=set)
+
+
+class BreezewayClient:
+    """The API as one region's credential sees it."""
+
+    def __init__(
+        self,
+        region: str,
+        http: httpx.AsyncClient,
+        tokens: TokenCache,
+        pacer: Pacer,
+        settings: Settings,
+    ) -> None:
+        self.region = region
+        self.http = http
+        self.tokens = tokens
+        self.pacer = pacer
+        self.settings = settings
+        self._company_id: int | None = None
+
+    # --- requests ---------------------------------------------------------------
+    async def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        """GET ``path`` under the inventory base path and return its JSON."""
+        params = dict(params or {})
+        counter = _counter.get()
+        started = time.monotonic()
+        budget = self.settings.http_retry_budget_s
+        attempt = 0
+        waits_429 = 0
+        renewed = False
+        token = await self.tokens.get(self.region)
+        while True:
+            async with self.pacer.slot():
+                if counter is not None:
+                    counter.calls += 1
+                failure: str
+                try:
+                    response = await asyncio.wait_for(
+                        self.http.get(
+                            INVENTORY_PATH + path,
+                            params=params,
+                            headers={"Authorization": f"JWT {token}"},
+                        ),
+                        self.settings.http_timeout_s + 5,
+                    )
+                except (TimeoutError, httpx.TimeoutException):
+                    response, failure = None, "timed out"
+                except httpx.TransportError as err:
+                    response, failure = None, f"connection error ({type(err).__name__})"
+            if response is not None:
+                status = response.status_code
+                if status < 300:
+                    return loads(response.content)
+                if status == 401 and not renewed:
+                    renewed = True
+                    token = await self.tokens.renew_after_401(self.region, token)
+                    continue
+                if status == 401:
+                    raise AuthError(
+                        "access token refused right after renewal",
+                        region=self.region, status=401, endpoint=path, params=params,
+                        body=_error_body(response),
+                    )  # fmt: skip
+                if status == 429:
+                    waits_429 += 1
+                    if counter is not None:
+                        counter.rate_limited += 1
+                    wait = retry_after_seconds(response) or _backoff(waits_429)
+                    if waits_429 > MAX_429_WAITS or time.monotonic() - started + wait > budget:
+                        raise TransientApiError(
+                            f"still rate limited after {waits_429} waits",
+                            region=self.region, status=429, endpoint=path, params=params,
+                        )  # fmt: skip
+                    self.pacer.block_for(wait)
+                    continue
+                if status == 404:
+                    raise NotFound(
+                        "not found", region=self.region, status=404, endpoint=path, params=params
+                    )
+                if status < 500:
+                    raise PermanentApiError(
+                        "request refused",
+                        region=self.region, status=status, endpoint=path, params=params,
+                        body=_error_body(response),
+                    )  # fmt: skip
+                failure = f"server error {status}"
+            attempt += 1
+            delay = _backoff(attempt)
+            out_of_time = time.monotonic() - started + delay > budget
+            if attempt >= self.settings.http_max_attempts or out_of_time:
+                raise TransientApiError(
+                    f"{failure} after {attempt} attempts",
+                    region=self.region,
+                    status=response.status_code if response is not None else None,
+                    endpoint=path,
+                    params=params,
+                    body=_error_body(response) if response is not None else None,
+                )
+            if counter is not None:
+                counter.retries += 1
+            log.warning(
+                "api_retry", region=self.region, endpoint=path, attempt=attempt,
+                error=failure, delay_s=round(delay, 2),
+            )  # fmt: skip
+            await asyncio.sleep(delay)
+
+    # --- listings ---------------------------------------------------------------
+    async def pages(
+        self,
+        endpoint: Endpoint,
+        params: Mapping[str, Any] | None = None,
+        stats: ListingStats | None = None,
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Yield a listing page by page; an id seen earlier in this listing is dropped.
+
+        Paged listings are asked for in ascending order, so records created while
+        paging land at the end; ``stats.shifted`` tells when the listing's total
+        changed while it was paged (a record may then have been skipped).
+        """
+        stats = stats if stats is not None else ListingStats()
+        params = dict(params or {})
+        if endpoint.company_param and "company_id" not in params:
+            company = await self.company_id()
+            if company is not None:
+                params["company_id"] = company
+        seen: set[Any] = set()
+        async for page in self._raw_pages(endpoint, params):
+            stats.pages += 1
+            if page.total_results is not None:
+                stats.totals_seen.add(page.total_results)
+                stats.shifted = len(stats.totals_seen) > 1
+            fresh = []
+            for record in page.records:
+                key = record.get("id") if isinstance(record, dict) else None
+                if key is not None and isinstance(key, int | str):
+                    if key in seen:
+                        stats.repeats += 1
+                        continue
+                    seen.add(key)
+                fresh.append(record)
+            stats.records += len(fresh)
+            if fresh:
+                yield fresh
+
+    async def _raw_pages(self, endpoint: Endpoint, params: dict[str, Any]) -> AsyncIterator[Page]:
+        if not endpoint.paged:
+            answer = await self.get(endpoint.path, params)
+            if not isinstance(answer, list):
+                raise ApiError(
+                    "expected a JSON array",
+                    region=self.region,
+                    endpoint=endpoint.path,
+                    params=params,
+                )
+            yield Page(answer, 1, 1, len(answer))
+            return
+        number = 1
+        while True:
+            query = {
+                **params,
+                "page": number,
+                "limit": self.settings.page_size,
+                "sort_order": "asc",
+            }
+            answer = await self.get(endpoint.path, query)
+            if not isinstance(answer, dict) or not isinstance(answer.get("results"), list):
+                raise ApiError(
+                    "expected a paging envelope",
+                    region=self.region,
+                    endpoint=endpoint.path,
+                    params=query,
+                )
+            total_pages = _int_or_none(answer.get("total_pages"))
+            page = Page(
+                answer["results"], number, total_pages, _int_or_none(answer.get("total_results"))
+            )
+            yield page
+            if not page.records or total_pages is None or number >= total_pages:
+                return
+            number += 1
+
+    # --- single calls -----------------------------------------------------------
+    async def company_id(self) -> int | None:
+        """The configured company id, else the only company the credential sees."""
+        if self._company_id is None:
+            configured = self.settings.regions[self.region].company_id
+            if configured is not None:
+                self._company_id = configured
+            else:
+                companies = await self.get("/companies")
+                if not isinstance(companies, list) or len(companies) != 1:
+                    count = len(companies) if isinstance(companies, list) else 0
+                    raise PermanentApiError(
+                        f"the credential sees {count} companies: set "
+                        f"BREEZEWAY_REGIONS__{self.region.upper()}__COMPANY_ID",
+                        region=self.region,
+                    )
+                self._company_id = int(companies[0]["id"])
+        return self._company_id
+
+    async def task(self, task_id: int) -> dict[str, Any] | None:
+        """One task, or None when the API says it no longer exists (404)."""
+        try:
+            answer = await self.get(f"/task/{task_id}")
+        except NotFound:
+            return None
+        return answer if isinstance(answer, dict) else None
+
+
+class BreezewayApi:
+    """What all regions share: the HTTP pool, the token cache, one pacer per credential."""
+
+    def __init__(self, settings: Settings, tokens_pool: Any, *, transport: Any = None) -> None:
+        self.settings = settings
+        self.http = httpx.AsyncClient(
+            base_url=settings.api_base_url,
+            timeout=httpx.Timeout(settings.http_timeout_s),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
+            headers={"User-Agent": f"breezeway-daemon/{__version__}"},
+            transport=transport,
+            follow_redirects=False,
+        )
+        self.tokens = TokenCache(tokens_pool, self.http, settings)
+        self._pacers: dict[str, Pacer] = {}
+
+    def client(self, region: str) -> BreezewayClient:
+        """The client for ``region`` (its pacer is shared by every client of that region)."""
+        pacer = self._pacers.get(region)
+        if pacer is None:
+            pacer = self._pacers[region] = Pacer(
+                self.settings.requests_per_minute, self.settings.max_in_flight_per_credential
+            )
+        return BreezewayClient(region, self.http, self.tokens, pacer, self.settings)
+
+    def update_settings(self, settings: Settings) -> None:
+        """Take a reloaded configuration: new pacing applies to new clients."""
+        pacing_changed = (
+            settings.requests_per_minute != self.settings.requests_per_minute
+            or settings.max_in_flight_per_credential != self.settings.max_in_flight_per_credential
+        )
+        self.settings = settings
+        self.tokens.update_settings(settings)
+        if pacing_changed:
+            self._pacers.clear()
+        for region in list(self._pacers):
+            if region not in settings.regions:
+                del self._pacers[region]
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+def _backoff(attempt: int) -> float:
+    """Full jitter: uniform between 0 and the exponential ceiling."""
+    return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _error_body(response: httpx.Response) -> str | None:
+    text = response.text.strip()
+    return " ".join(text.split())[:300] if text else None
