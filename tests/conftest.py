@@ -21,11 +21,14 @@ import pytest
 from breezeway_daemon.config import Settings, load_settings
 from breezeway_daemon.db import migrations
 from breezeway_daemon.db.pool import create_pool
+from breezeway_daemon.simulator import Simulator, SimulatorServer
+from breezeway_daemon.sync import SyncContext
+from simenv import SimEnv, settings_for
 
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 TABLES = (
     "tasks", "reservations", "properties", "people", "supplies", "tags", "etl_sync_log",
-    "api_tokens", "sync_cursors", "rejected_records",
+    "api_tokens", "sync_cursors", "rejected_records", "alert_history", "alert_listing_sizes",
 )  # fmt: skip
 
 
@@ -116,3 +119,19 @@ async def clean_db(pool: asyncpg.Pool) -> asyncpg.Pool:
     tables = ", ".join(f"breezeway.{table}" for table in TABLES)
     await pool.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
     return pool
+
+
+# --- the simulator ------------------------------------------------------------------
+@pytest.fixture
+async def sim_env(clean_db: asyncpg.Pool, base_settings: Settings) -> AsyncIterator[SimEnv]:
+    """Two small companies served over HTTP; the database emptied first."""
+    sim = Simulator(companies=2, scale="small", seed=11)
+    async with SimulatorServer(sim, port=0) as server:
+        yield SimEnv(sim, server, settings_for(base_settings, sim, server.base_url))
+
+
+@pytest.fixture
+async def sync_ctx(sim_env: SimEnv) -> AsyncIterator[SyncContext]:
+    """A SyncContext (its own pool and API client) for ``sim_env``."""
+    async with SyncContext.open(sim_env.settings) as ctx:
+        yield ctx

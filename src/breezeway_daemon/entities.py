@@ -88,6 +88,9 @@ class Backfill:
 
     param: str
     days: int
+    column: str | None = None
+    """The typed column ``param`` bounds: a complete backfill marks missing records deleted
+    only inside its window (records older than the window are not listed, not gone)."""
 
 
 @dataclass(frozen=True)
@@ -162,7 +165,7 @@ RESERVATIONS = EntitySpec(
     parents=("properties",),
     mode=SyncMode.UPDATED_SINCE,
     incremental=Incremental("updated_at_ge"),
-    backfill=Backfill("checkout_date_ge", days=365),
+    backfill=Backfill("checkout_date_ge", days=365, column="checkout_date"),
     parent_ref=ParentRef("property_id", "properties"),
     resync_params=("updated_at_ge", "updated_at_le"),
 )

@@ -58,6 +58,10 @@ MAX_DELETION_CHECKS = 1000
 LISTING_PASSES = 2
 
 
+class RunInterrupted(Exception):
+    """The process is stopping; the run ends after the batch it was storing."""
+
+
 class IncompleteSync(Exception):
     """Some part of the listing could not be fetched; the message says which."""
 
@@ -102,6 +106,10 @@ class SyncContext:
     pool: asyncpg.Pool
     api: BreezewayApi
     on_progress: Callable[[str, str, runs.RunCounts], None] | None = None
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set on shutdown: runs stop after the batch transaction they are in."""
+    active_runs: dict[int, EntitySync] = field(default_factory=dict)
+    """Runs of this process by run id (the watchdog cancels over-time ones)."""
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -132,10 +140,11 @@ class EntitySync:
         self.run_id: int | None = None
         self.started_at: datetime | None = None
         self.listing_size: int | None = None
+        self._task: asyncio.Task[Any] | None = None
 
     async def run(self) -> RunResult:
         """Run once; never raises for a sync failure (the result says it), only on cancel."""
-        started = asyncio.get_running_loop().time()
+        started = self._began = asyncio.get_running_loop().time()
         result = RunResult(self.region, self.spec.name, "failed", mode=self.request.mode)
         try:
             lock_conn = await connect(self.ctx.settings, application_name="breezeway-daemon run")
@@ -194,7 +203,16 @@ class EntitySync:
 
     async def _run_locked(self, lock_conn: asyncpg.Connection, result: RunResult) -> None:
         log.info("run_started", mode=self.request.mode, trigger=self.request.trigger)
-        beat = asyncio.create_task(self._heartbeat(lock_conn, asyncio.current_task()))
+        self._task = asyncio.current_task()
+        assert self.run_id is not None
+        self.ctx.active_runs[self.run_id] = self
+        beat = asyncio.create_task(self._heartbeat(lock_conn, self._task))
+        try:
+            await self._run_and_finish(beat, result)
+        finally:
+            self.ctx.active_runs.pop(self.run_id, None)
+
+    async def _run_and_finish(self, beat: asyncio.Task[Any], result: RunResult) -> None:
         try:
             with count_calls(self.calls):
                 cursor_to = await asyncio.wait_for(
@@ -203,6 +221,8 @@ class EntitySync:
         except asyncio.CancelledError:
             await _stop(beat)
             await self._finish(result, success=False, error=self.cancel_reason)
+            if self._cancelled_by_run and self._task is not None and self._task.uncancel() == 0:
+                return  # the watchdog or the lost lock ended this run; the batch goes on
             raise
         except Exception as err:  # noqa: BLE001 - every failure ends the run, explained
             await _stop(beat)
@@ -218,6 +238,7 @@ class EntitySync:
         await _stop(beat)
         await self._finish(result, success=True, cursor_to=cursor_to)
 
+    _began = 0.0
     cancel_reason = "interrupted by shutdown"
     """What a cancelled run's row says; whoever cancels a run for another reason sets it first."""
 
@@ -253,7 +274,8 @@ class EntitySync:
                 )
                 result.error_kind = ErrorKind.DATABASE
         if success:
-            log.info("run_succeeded", duration_s=round(result.duration_s, 2), **self._log_counts())
+            duration = asyncio.get_running_loop().time() - self._began
+            log.info("run_succeeded", duration_s=round(duration, 2), **self._log_counts())
 
     def _log_counts(self) -> dict[str, int]:
         return {
@@ -276,11 +298,9 @@ class EntitySync:
                 await asyncio.wait_for(runs.heartbeat(lock_conn, self.run_id or 0, self.counts), 30)
             except (TimeoutError, asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as err:
                 log.error("run_lock_lost", error=describe(err))
-                if run_task is not None:
-                    self.cancel_reason = (
-                        f"lost the database connection that holds the run lock: {describe(err)}"
-                    )
-                    run_task.cancel()
+                self.cancel(
+                    f"lost the database connection that holds the run lock: {describe(err)}"
+                )
                 return
 
     # --- the sync itself -------------------------------------------------------
@@ -341,9 +361,24 @@ class EntitySync:
             batch.extend(records)
             if len(batch) >= size:
                 await flush()
+                self._stop_if_requested()
         if batch:
             await flush()
         return kept_orphans
+
+    def _stop_if_requested(self) -> None:
+        """Between batch transactions: end the run if the process is stopping."""
+        if self.ctx.stopping.is_set():
+            raise RunInterrupted(self.cancel_reason)
+
+    _cancelled_by_run = False
+
+    def cancel(self, reason: str) -> None:
+        """End this run from another task (watchdog, lost lock); its row records ``reason``."""
+        self.cancel_reason = reason
+        if self._task is not None and not self._task.done():
+            self._cancelled_by_run = True
+            self._task.cancel()
 
     async def _full_listing(self) -> None:
         """List everything; after a complete listing, mark what is missing deleted."""
@@ -383,6 +418,7 @@ class EntitySync:
         """Reservations: by update time since the cursor, else by the backfill window."""
         spec = self.spec
         assert spec.incremental is not None and spec.backfill is not None
+        since: date | None = None
         if self._cursor_from is None:
             since = datetime.now(UTC).date() - timedelta(
                 days=self.ctx.settings.reservation_backfill_days
@@ -390,9 +426,22 @@ class EntitySync:
             params = {spec.backfill.param: since.isoformat()}
         else:
             params = {spec.incremental.param: _api_datetime(self._cursor_from)}
-        orphans = await self._store(self.client.pages(spec.endpoints[0], params), orphans="return")
+        stats = ListingStats()
+        orphans = await self._store(
+            self.client.pages(spec.endpoints[0], params, stats), orphans="return"
+        )
         if orphans:
             await self._retry_orphans(orphans)
+        if since is None or spec.backfill.column is None:
+            return
+        # A complete backfill listing is a full listing of its window: what is missing is gone.
+        self.listing_size = stats.records
+        if stats.shifted:
+            log.warning("deletions_not_marked", reason="the listing shifted while it was paged")
+            return
+        self.counts.records_deleted += await self._mark_missing_deleted(
+            f"AND {spec.backfill.column} >= $3", since
+        )
 
     async def _retry_orphans(self, orphans: list[dict[str, Any]]) -> None:
         """Records whose parent is unknown: sync the parent entity once, then try again."""

@@ -1,0 +1,56 @@
+"""The simulator as tests use it: region settings for its companies, and SimEnv.
+
+A plain module (not a conftest) so that test files anywhere can import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from breezeway_daemon.config import Settings, load_settings
+from breezeway_daemon.simulator import Simulator, SimulatorServer
+
+
+def regions_for(sim: Simulator, names: list[str] | None = None) -> dict[str, dict[str, object]]:
+    """Region settings for each simulated company (``region_1``... unless named)."""
+    names = names or [f"region_{i + 1}" for i in range(len(sim.companies))]
+    return {
+        name: {
+            "client_id": company.client_id,
+            "client_secret": company.client_secret,
+            "company_id": company.company_id,
+        }
+        for name, company in zip(names, sim.companies, strict=False)
+    }
+
+
+def settings_for(base: Settings, sim: Simulator, base_url: str, **overrides: object) -> Settings:
+    """Settings pointing at a running simulator, with its companies as regions."""
+    values: dict[str, object] = {
+        "database_url": base.dsn(),
+        "state_dir": base.state_dir,
+        "api_base_url": base_url,
+        "regions": regions_for(sim),
+        "requests_per_minute": 100_000,
+        "max_in_flight_per_credential": 8,
+        "http_timeout_s": 5,
+        "http_retry_budget_s": 20,
+        "heartbeat_s": 1,
+    }
+    values.update(overrides)
+    return load_settings(Path("/nonexistent/bw-test.env"), **values)
+
+
+@dataclass
+class SimEnv:
+    """A simulator served over real HTTP on 127.0.0.1, and settings that point at it."""
+
+    sim: Simulator
+    server: SimulatorServer
+    settings: Settings
+
+    @property
+    def regions(self) -> dict[str, int]:
+        """Region name -> company id."""
+        return {name: config.company_id for name, config in self.settings.regions.items()}  # type: ignore[misc]
