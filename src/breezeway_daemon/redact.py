@@ -1,0 +1,52 @@
+"""Keeping secrets out of what leaves the process: alerts, bundles, error messages.
+
+``configured_secrets(settings)`` lists every secret value the configuration
+holds; ``scrub(text, secrets)`` replaces them, and anything shaped like a URL
+password, a bearer token, a ``token=``/``secret=`` value or a JWT, with ``***``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from urllib.parse import unquote, urlsplit
+
+from breezeway_daemon.config import Settings
+
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]+):[^@\s]*@")
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+")
+_SECRET_PARAM = re.compile(
+    r"(?i)\b((?:access_|refresh_|id_)?token|client_secret|secret|password|passwd|api_?key)"
+    r"(\"?'?[ \t]*[:=][ \t]*\"?'?)(?!NULL\b)[^\s\"',;&}]+"
+)
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
+MASK = "***"
+
+
+def configured_secrets(settings: Settings) -> list[str]:
+    """Every secret value in ``settings``: SMTP password, client secrets, database password."""
+    found: list[str] = []
+    if settings.smtp_password is not None:
+        found.append(settings.smtp_password.get_secret_value())
+    for region in settings.regions.values():
+        found.append(region.client_secret.get_secret_value())
+    if settings.database_url is not None:
+        url = settings.database_url.get_secret_value()
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            password = None
+        if password:
+            found += [password, unquote(password)]
+    # Longest first, so that a secret containing another is masked whole.
+    return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)
+
+
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` without configured secrets, URL passwords, bearer tokens or token values."""
+    for secret in secrets:
+        text = text.replace(secret, MASK)
+    text = _URL_PASSWORD.sub(rf"\1:{MASK}@", text)
+    text = _BEARER.sub(rf"\1{MASK}", text)
+    text = _SECRET_PARAM.sub(rf"\1\2{MASK}", text)
+    return _JWT.sub(MASK, text)
