@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from breezeway_daemon import __version__
@@ -49,7 +50,8 @@ async def check_config(args: argparse.Namespace) -> int:
     import json
 
     settings = settings_from(args)
-    print(json.dumps(settings.masked(), indent=2, default=str))
+    if not args.quiet:
+        print(json.dumps(settings.masked(), indent=2, default=str))
     return 0
 
 
@@ -73,6 +75,233 @@ async def migrate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _regions(settings: Settings, which: str) -> list[str]:
+    """``all`` (every enabled region) or one configured region."""
+    if which == "all":
+        regions = list(settings.enabled_regions)
+        if not regions:
+            raise CommandFailed("no enabled regions are configured", code=2)
+        return regions
+    if which not in settings.regions:
+        known = ", ".join(sorted(settings.regions)) or "none"
+        raise CommandFailed(f"unknown region {which!r} (configured: {known})", code=2)
+    return [which]
+
+
+def _entities(names: list[str]) -> list[str]:
+    from breezeway_daemon.entities import ENTITY_NAMES
+
+    for name in names:
+        if name not in ENTITY_NAMES:
+            raise CommandFailed(
+                f"unknown entity {name!r} (known: {', '.join(ENTITY_NAMES)})", code=2
+            )
+    return names or list(ENTITY_NAMES)
+
+
+def print_results(results: list[Any]) -> None:
+    """The summary table of a batch of runs."""
+    header = f"{'region':<16} {'entity':<13} {'status':<8} {'records':>8} {'new':>7} {'updated':>8} " \
+             f"{'deleted':>8} {'rejected':>8} {'calls':>6} {'seconds':>8}  error"  # fmt: skip
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        c = r.counts
+        print(
+            f"{r.region:<16} {r.entity:<13} {r.status:<8} {c.records_processed:>8} {c.records_new:>7} "
+            f"{c.records_updated:>8} {c.records_deleted:>8} {c.records_rejected:>8} "
+            f"{c.api_calls_made:>6} {r.duration_s:>8.1f}  {r.error or ''}"
+        )
+
+
+@command("run")
+async def run_command(args: argparse.Namespace) -> int:
+    """Sync regions now: run REGION|all [ENTITY ...] [--full]; exit 1 if any run failed."""
+    from breezeway_daemon.alerts import Alerts, report_batch
+    from breezeway_daemon.sync import SyncContext, run_batch
+
+    settings = settings_from(args)
+    regions = _regions(settings, args.region)
+    entities = _entities(args.entities)
+    mode = "full" if args.full else "incremental"
+    async with SyncContext.open(settings, application_name="breezeway-daemon run") as ctx:
+        results = await run_batch(ctx, regions, entities, mode=mode, trigger="manual")
+        await report_batch(Alerts(settings, ctx.pool), "Manual ETL", results)
+    print_results(results)
+    return 1 if any(result.failed for result in results) else 0
+
+
+@command("resync")
+async def resync_command(args: argparse.Namespace) -> int:
+    """Re-fetch a date window: resync REGION ENTITY --since DATE [--until DATE]."""
+    from breezeway_daemon.sync import EntitySync, SyncContext, SyncRequest
+
+    settings = settings_from(args)
+    if args.entity not in ("reservations", "tasks"):
+        raise CommandFailed("resync is for reservations and tasks", code=2)
+    until = args.until or datetime.now(UTC).date()
+    if until < args.since:
+        raise CommandFailed("--until is before --since", code=2)
+    results = []
+    async with SyncContext.open(settings, application_name="breezeway-daemon resync") as ctx:
+        for region in _regions(settings, args.region):
+            request = SyncRequest(region, args.entity, "resync", "manual", args.since, until)
+            results.append(await EntitySync(ctx, request).run())
+    print_results(results)
+    return 1 if any(result.failed for result in results) else 0
+
+
+@command("token")
+async def token_command(args: argparse.Namespace) -> int:
+    """Show each region's token state (never the token); --refresh forces new ones."""
+    from breezeway_daemon.alerts import Alerts
+    from breezeway_daemon.api.client import BreezewayApi
+    from breezeway_daemon.db.pool import create_pool
+    from breezeway_daemon.errors import describe
+
+    settings = settings_from(args)
+    regions = _regions(settings, args.region)
+    failed = 0
+    pool = await create_pool(settings, application_name="breezeway-daemon token", max_size=2)
+    api = BreezewayApi(settings, pool)
+    try:
+        print(f"{'region':<16} {'valid':<6} {'expires (UTC)':<20} {'generation':>10}  last error")
+        for region in regions:
+            error = None
+            try:
+                if args.refresh:
+                    await api.tokens.force_refresh(region)
+                else:
+                    await api.tokens.get(region)
+            except Exception as err:  # noqa: BLE001 - reported per region
+                error = describe(err)
+                failed += 1
+                await Alerts(settings, pool).token_failure(region, error)
+            state = await api.tokens.state(region)
+            valid = state.has_access_token and error is None
+            expires = state.expires_at.strftime("%Y-%m-%d %H:%M:%S") if state.expires_at else "-"
+            print(
+                f"{region:<16} {'yes' if valid else 'no':<6} {expires:<20} {state.generation:>10}  "
+                f"{error or state.last_error or ''}"
+            )
+    finally:
+        await api.aclose()
+        await pool.close()
+    return 1 if failed else 0
+
+
+@command("simulate")
+async def simulate_command(args: argparse.Namespace) -> int:
+    """Serve the built-in Breezeway API simulator until stopped."""
+    from breezeway_daemon.simulator import cli as simulator_cli
+
+    return await simulator_cli.serve(args)
+
+
+@command("serve")
+async def serve_command(args: argparse.Namespace) -> int:
+    """Run the daemon (what systemd starts): scheduled batches, watchdog, reloads."""
+    from breezeway_daemon.daemon import serve
+
+    settings = settings_from(args)
+    return await serve(settings, args.env_file)
+
+
+@command("watchdog")
+async def watchdog_command(args: argparse.Namespace) -> int:
+    """Fail stuck "running" runs now (one sweep of the daemon's watchdog)."""
+    from breezeway_daemon.db.pool import create_pool
+    from breezeway_daemon.watchdog import sweep
+
+    settings = settings_from(args)
+    pool = await create_pool(settings, application_name="breezeway-daemon watchdog", max_size=2)
+    try:
+        stuck = await sweep(pool, settings)
+    finally:
+        await pool.close()
+    for row in stuck:
+        print(
+            f"failed run {row['id']} ({row['region_code']}/{row['entity_type']}): {row['reason']}"
+        )
+    print(f"{len(stuck)} stuck run(s) marked failed")
+    return 0
+
+
+@command("purge")
+async def purge_command(args: argparse.Namespace) -> int:
+    """Delete finished sync-log rows and rejected records older than --older-than (e.g. 7d)."""
+    from breezeway_daemon.db.pool import create_pool
+    from breezeway_daemon.watchdog import purge_sync_log
+
+    settings = settings_from(args)
+    pool = await create_pool(settings, application_name="breezeway-daemon purge", max_size=2)
+    try:
+        counts = await purge_sync_log(pool, args.older_than)
+    finally:
+        await pool.close()
+    print(
+        f"deleted {counts['sync_log_rows']} sync-log rows and {counts['rejected_records']} "
+        f"rejected records older than {args.older_than}"
+    )
+    return 0
+
+
+@command("status")
+async def status_command(args: argparse.Namespace) -> int:
+    """Per region and entity: last run, last success, lag, failures, records; exit 1 if unhealthy."""
+    import json
+
+    from breezeway_daemon import status
+    from breezeway_daemon.db.pool import create_pool
+
+    settings = settings_from(args)
+    pool = await create_pool(settings, application_name="breezeway-daemon status", max_size=2)
+    try:
+        statuses = await status.collect(pool, settings)
+    finally:
+        await pool.close()
+    if args.json:
+        print(json.dumps([s.as_json() for s in statuses], indent=2))
+    else:
+        print(status.render(statuses))
+    return 0 if statuses and all(s.healthy for s in statuses) else 1
+
+
+@command("bundle")
+async def bundle_command(args: argparse.Namespace) -> int:
+    """Write a tar.gz for escalation (sync log, alerts.log, journal, config masked, status)."""
+    from pathlib import Path
+
+    from breezeway_daemon import bundle
+    from breezeway_daemon.db.pool import create_pool
+
+    settings = settings_from(args)
+    out = args.out or Path(f"breezeway-bundle-{datetime.now(UTC):%Y%m%d_%H%M}.tar.gz")
+    pool = await create_pool(settings, application_name="breezeway-daemon bundle", max_size=2)
+    try:
+        names = await bundle.build(pool, settings, out)
+    finally:
+        await pool.close()
+    print(f"wrote {out} ({', '.join(names)})")
+    return 0
+
+
+@command("demo")
+async def demo_command(args: argparse.Namespace) -> int:
+    """The zero-setup demo: embedded PostgreSQL (unless DATABASE_URL), simulator, full and incremental sync."""
+    import os
+    from pathlib import Path
+
+    from breezeway_daemon.demo import run_demo
+
+    return await run_demo(
+        database_url=os.environ.get("DATABASE_URL"),
+        state_dir=args.state_dir or Path(".state/demo"),
+        scale=args.scale,
+        keep_running=args.keep_running,
+    )
+
+
 # --- parser -----------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -89,9 +318,59 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("check-config", help=check_config.__doc__)
+    check = sub.add_parser("check-config", help=check_config.__doc__)
+    check.add_argument(
+        "--quiet", action="store_true", help="validate only; print nothing when valid"
+    )
     sub.add_parser("migrate", help=migrate_command.__doc__)
+
+    run = sub.add_parser("run", help=run_command.__doc__)
+    run.add_argument("region", help="a configured region, or 'all'")
+    run.add_argument("entities", nargs="*", metavar="ENTITY", help="default: every entity")
+    run.add_argument(
+        "--full", action="store_true", help="full listings (and deletions) instead of incremental"
+    )
+
+    resync = sub.add_parser("resync", help=resync_command.__doc__)
+    resync.add_argument("region", help="a configured region, or 'all'")
+    resync.add_argument("entity", choices=("reservations", "tasks"))
+    resync.add_argument("--since", type=date.fromisoformat, required=True, metavar="YYYY-MM-DD")
+    resync.add_argument("--until", type=date.fromisoformat, default=None, metavar="YYYY-MM-DD")
+
+    token = sub.add_parser("token", help=token_command.__doc__)
+    token.add_argument("region", help="a configured region, or 'all'")
+    token.add_argument("--refresh", action="store_true", help="get new tokens now")
+
+    status = sub.add_parser("status", help=status_command.__doc__)
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    bundle = sub.add_parser("bundle", help=bundle_command.__doc__)
+    bundle.add_argument("--out", type=_path, default=None, metavar="FILE")
+    demo = sub.add_parser("demo", help=demo_command.__doc__)
+    demo.add_argument("--state-dir", type=_path, default=None, help="default: .state/demo")
+    demo.add_argument("--scale", choices=("demo", "tiny"), default="demo")
+    demo.add_argument(
+        "--keep-running", action="store_true", help="keep the database and simulator up"
+    )
+    sub.add_parser("serve", help=serve_command.__doc__)
+    sub.add_parser("watchdog", help=watchdog_command.__doc__)
+    purge = sub.add_parser("purge", help=purge_command.__doc__)
+    purge.add_argument("--older-than", type=duration, required=True, metavar="AGE",
+                       help="e.g. 7d, 12h, 90m")  # fmt: skip
+
+    from breezeway_daemon.simulator import cli as simulator_cli
+
+    simulate = sub.add_parser("simulate", help=simulate_command.__doc__)
+    simulator_cli.add_arguments(simulate)
     return parser
+
+
+def duration(value: str) -> timedelta:
+    """``7d``, ``12h``, ``90m`` or ``30s`` as a timedelta."""
+    units = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+    number, unit = value[:-1], value[-1:].lower()
+    if unit not in units or not number.isdigit() or int(number) <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an age such as 7d, 12h or 90m")
+    return timedelta(**{units[unit]: int(number)})
 
 
 def _path(value: str) -> Any:
@@ -105,7 +384,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from breezeway_daemon.logs import configure_logging
 
-    configure_logging(args.log_level, stream=sys.stderr if args.command != "serve" else None)
+    level = args.log_level
+    if args.command == "demo" and level == "info":
+        level = "warning"  # the demo prints its own progress
+    configure_logging(level, stream=sys.stderr if args.command != "serve" else None)
     try:
         return asyncio.run(COMMANDS[args.command](args))
     except ConfigError as err:

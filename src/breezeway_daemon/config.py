@@ -11,16 +11,18 @@ or raises ``ConfigError`` whose message is one line naming the setting.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 from breezeway_daemon.entities import ENTITY_NAMES
 
@@ -103,8 +105,9 @@ class Settings(BaseSettings):
     timezone: str = "UTC"
     hourly_cron: str = "0 * * * *"
     daily_cron: str = "30 2 * * *"
-    hourly_entities: tuple[str, ...] = ("properties", "reservations", "tasks")
-    daily_entities: tuple[str, ...] = ("people", "supplies", "tags")
+    # NoDecode: these are comma-separated in env files, not JSON.
+    hourly_entities: Annotated[tuple[str, ...], NoDecode] = ("properties", "reservations", "tasks")
+    daily_entities: Annotated[tuple[str, ...], NoDecode] = ("people", "supplies", "tags")
     daily_full_refresh: bool = True
     region_concurrency: int = Field(default=4, ge=1, le=64)
     misfire_grace_s: int = Field(default=600, ge=1)
@@ -133,10 +136,10 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     smtp_timeout_s: float = Field(default=20, gt=0)
     alert_from: str = "breezeway-daemon@localhost"
-    alert_to: tuple[str, ...] = ()
+    alert_to: Annotated[tuple[str, ...], NoDecode] = ()
     alert_quiet_hours: float = Field(default=6, ge=0)
     warn_duration_minutes: float = Field(default=10, gt=0)
-    warn_api_calls: dict[str, int] = Field(default_factory=dict)
+    warn_api_calls: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
     warn_shrink_ratio: float = Field(default=0.5, ge=0, le=1)
 
     # --- files -------------------------------------------------------------
@@ -191,7 +194,12 @@ class Settings(BaseSettings):
     @classmethod
     def _api_call_budgets(cls, value: Any) -> Any:
         # "tasks=600,reservations=50" is easier to write in an env file than JSON.
-        if isinstance(value, str) and not value.strip().startswith("{"):
+        if isinstance(value, str) and value.strip().startswith("{"):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ValueError("not valid JSON") from None
+        if isinstance(value, str):
             budgets = {}
             for part in filter(None, (p.strip() for p in value.split(","))):
                 entity, _, number = part.partition("=")
@@ -268,8 +276,17 @@ def load_settings(env_file: Path | None = None, **overrides: Any) -> Settings:
         return Settings(_env_file=path if path.exists() else None, env_file=path, **overrides)
     except ValidationError as err:
         raise ConfigError(describe_validation_error(err)) from None
+    except SettingsError as err:
+        raise ConfigError(describe_settings_error(err)) from None
     except OSError as err:
         raise ConfigError(f"BREEZEWAY_ENV_FILE: cannot read {path}: {err.strerror}") from None
+
+
+def describe_settings_error(err: SettingsError) -> str:
+    """pydantic-settings' own errors ('error parsing value for field "x" ...'), one line."""
+    match = re.search(r'field "([^"]+)"', str(err))
+    name = ENV_PREFIX + match[1].upper() if match else "configuration"
+    return f"{name}: cannot be parsed ({str(err).splitlines()[0]})"
 
 
 def describe_validation_error(err: ValidationError) -> str:

@@ -1,0 +1,131 @@
+"""``breezeway-daemon bundle``: everything the runbook's escalation asks for, in one tar.gz.
+
+Contents: the last 24 hours of ``etl_sync_log`` as CSV, ``alerts.log``, the
+daemon's recent journal lines (or a note saying why there are none), the
+effective configuration with secrets masked, versions, and the status output.
+Every file passes through a scrubber that replaces each configured secret
+(client secrets, SMTP and database passwords) with ``***``, so a secret that
+reached a log by accident does not leave with the bundle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import platform
+import shutil
+import tarfile
+import time
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import asyncpg
+
+from breezeway_daemon import __version__, status
+from breezeway_daemon.config import Settings
+from breezeway_daemon.redact import configured_secrets, scrub
+
+JOURNAL_LINES = 2000
+
+
+async def sync_log_csv(pool: asyncpg.Pool) -> str:
+    buffer = io.BytesIO()
+
+    async def write(data: bytes) -> None:
+        buffer.write(data)
+
+    async with pool.acquire() as conn:
+        await conn.copy_from_query(
+            "SELECT * FROM breezeway.etl_sync_log WHERE sync_started_at > now() - interval '24 hours' "
+            "ORDER BY sync_started_at DESC",
+            output=write,
+            format="csv",
+            header=True,
+        )
+    return buffer.getvalue().decode()
+
+
+async def journal_lines(unit: str = "breezeway-daemon") -> str:
+    if shutil.which("journalctl") is None:
+        return "(no journal: journalctl is not installed on this machine)\n"
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "journalctl", "-u", unit, "--since", "24 hours ago", "-n", str(JOURNAL_LINES),
+            "--no-pager", "-o", "short-iso",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    except (OSError, TimeoutError) as error:
+        return f"(no journal: journalctl failed: {error})\n"
+    text = out.decode(errors="replace")
+    if proc.returncode != 0 or not text.strip() or text.strip().startswith("-- No entries --"):
+        reason = err.decode(errors="replace").strip() or "no entries for the unit"
+        return f"(no journal lines for {unit}: {reason})\n"
+    return text
+
+
+async def versions(pool: asyncpg.Pool) -> str:
+    lines = [f"breezeway-daemon {__version__}", f"python {platform.python_version()}"]
+    for package in (
+        "asyncpg",
+        "httpx",
+        "apscheduler",
+        "structlog",
+        "pydantic",
+        "pydantic-settings",
+        "aiosmtplib",
+    ):
+        try:
+            lines.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            lines.append(f"{package} (not installed)")
+    lines.append(f"postgresql {await pool.fetchval('SHOW server_version')}")
+    migrations = await pool.fetch(
+        "SELECT version, name, applied_at FROM breezeway.schema_migrations ORDER BY 1"
+    )
+    lines += [
+        f"migration {m['version']:03d}_{m['name']} applied {m['applied_at']:%Y-%m-%d %H:%M}"
+        for m in migrations
+    ]
+    lines.append(f"host {platform.node()}, {platform.platform()}")
+    return "\n".join(lines) + "\n"
+
+
+async def build(pool: asyncpg.Pool, settings: Settings, out: Path) -> list[str]:
+    """Write the bundle to ``out``; returns the names of the files inside."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d_%H%M")
+    root = f"breezeway-bundle-{stamp}"
+    alerts_path = settings.alerts_log_path
+    try:
+        alerts = alerts_path.read_text(encoding="utf-8", errors="replace")
+    except OSError as err:
+        alerts = f"(no alerts.log at {alerts_path}: {err.strerror})\n"
+    statuses = await status.collect(pool, settings)
+    files = {
+        "sync_log_24h.csv": await sync_log_csv(pool),
+        "alerts.log": alerts,
+        "journal.txt": await journal_lines(),
+        "config.json": json.dumps(settings.masked(), indent=2, default=str) + "\n",
+        "versions.txt": await versions(pool),
+        "status.txt": status.render(statuses) + "\n",
+        "status.json": json.dumps([s.as_json() for s in statuses], indent=2) + "\n",
+    }
+    secrets = configured_secrets(settings)
+    await asyncio.to_thread(
+        write_tar, out, root, {name: scrub(text, secrets) for name, text in files.items()}
+    )
+    return list(files)
+
+
+def write_tar(out: Path, root: str, files: dict[str, str]) -> None:
+    """Write ``files`` under ``root/`` in a tar.gz only its owner can read."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(out, "w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"{root}/{name}")
+            info.size, info.mtime, info.mode = len(data), int(time.time()), 0o600
+            tar.addfile(info, io.BytesIO(data))
+    out.chmod(0o600)

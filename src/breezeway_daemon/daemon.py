@@ -1,0 +1,386 @@
+"""``breezeway-daemon serve``: the long-running service, start to stop.
+
+Lifecycle (each step a small method below):
+
+1. ``start``: migrate the schema (or refuse a schema newer than this version),
+   open the pool and the API client, fail this host's runs that died with a
+   previous process, schedule the jobs, start the systemd watchdog pings, and
+   tell systemd ``READY=1``.
+2. Jobs (APScheduler 3, ``AsyncIOScheduler``): the hourly batch (hourly entities
+   of every enabled region, incremental), the daily batch (daily entities, plus
+   a full refresh of the hourly ones), the watchdog sweep (every minute) and
+   retention (daily). Jobs coalesce, never overlap themselves, and have a
+   misfire grace time. A batch fans regions out under a semaphore.
+3. Signals: SIGHUP re-reads the env file and environment, validates the whole
+   configuration, then swaps it and reschedules; an invalid one is rejected and
+   the old one kept (``RELOADING=1`` ... ``READY=1`` either way). SIGUSR1 runs
+   the hourly batch now. SIGTERM/SIGINT stop the service.
+4. ``shutdown``: stop scheduling; running runs finish the batch transaction they
+   are in and stop; after ``shutdown_grace_s`` whatever still runs is cancelled
+   and its row marked ``failed`` ("interrupted by shutdown"); close everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from breezeway_daemon.alerts import Alerts, purge_history, report_batch
+from breezeway_daemon.api.client import BreezewayApi
+from breezeway_daemon.config import ConfigError, Settings, env_file_is_private, load_settings
+from breezeway_daemon.db import migrations
+from breezeway_daemon.db.pool import connect, create_pool
+from breezeway_daemon.db.runs import HOST, PID
+from breezeway_daemon.errors import describe
+from breezeway_daemon.notify import Notifier, keep_watchdog_fed, watchdog_interval
+from breezeway_daemon.sync import RunResult, SyncContext, run_batch
+from breezeway_daemon.watchdog import purge_sync_log, sweep
+
+log = structlog.get_logger(__name__)
+
+# Settings the running process cannot swap on reload; a change waits for a restart.
+RESTART_ONLY = ("database_url", "db_pool_size", "api_base_url", "state_dir")
+JOB_TYPES = {"hourly": "Hourly ETL", "daily": "Daily ETL"}
+
+
+class StartupError(Exception):
+    """The daemon cannot start (schema too new, database unreachable)."""
+
+
+class Daemon:
+    """The service. ``await Daemon(settings).run()`` returns the exit code."""
+
+    def __init__(
+        self, settings: Settings, *, env_file: Path | None = None, notifier: Notifier | None = None
+    ):
+        self.settings = settings
+        self.env_file = env_file
+        self.notifier = notifier or Notifier()
+        self.stop_requested = asyncio.Event()
+        self.pool: asyncpg.Pool | None = None
+        self.api: BreezewayApi | None = None
+        self.alerts: Alerts | None = None
+        self.scheduler: AsyncIOScheduler | None = None
+        self.ctx: SyncContext | None = None
+        self._batches: set[asyncio.Task[Any]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._reload_lock = asyncio.Lock()
+        self.last_batch: str = "none yet"
+
+    # --- lifecycle ---------------------------------------------------------------
+    async def run(self) -> int:
+        try:
+            await self.start()
+        except StartupError as err:
+            log.error("daemon_start_failed", error=str(err))
+            await self.close()
+            return 1
+        await self.stop_requested.wait()
+        await self.shutdown()
+        return 0
+
+    async def start(self) -> None:
+        log.info("daemon_starting", regions=list(self.settings.enabled_regions))
+        self._install_signal_handlers()
+        self._warn_if_env_file_is_readable()
+        await self._migrate()
+        self.pool = await create_pool(self.settings, application_name="breezeway-daemon serve")
+        self.api = BreezewayApi(self.settings, self.pool)
+        self.alerts = Alerts(self.settings, self.pool)
+        self.ctx = SyncContext(self.settings, self.pool, self.api)
+        await self._sweep_runs()  # this host's runs that died with a previous process
+        self._start_scheduler()
+        self._start_watchdog_pings()
+        self.notifier.ready(self._status())
+        log.info("daemon_ready", next_runs=self._next_runs())
+
+    async def shutdown(self) -> None:
+        log.info("daemon_stopping", running_batches=len(self._batches))
+        self.notifier.stopping()
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+        if self.ctx is not None:
+            self.ctx.stopping.set()  # runs stop after the batch transaction they are in
+        if self._batches:
+            done, pending = await asyncio.wait(
+                self._batches, timeout=self.settings.shutdown_grace_s
+            )
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("daemon_cancelling_runs", batches=len(pending))
+                await asyncio.wait(pending, timeout=15)
+        await self._fail_own_running_runs("interrupted by shutdown")
+        await self.close()
+        log.info("daemon_stopped")
+
+    async def _fail_own_running_runs(self, reason: str) -> None:
+        """The safety net: no row of this process stays ``running`` after it stops."""
+        if self.pool is None:
+            return
+        try:
+            status = await self.pool.execute(
+                "UPDATE breezeway.etl_sync_log SET sync_status = 'failed', sync_completed_at = now(), "
+                "error_message = $3 WHERE sync_status = 'running' AND owner_host = $1 AND owner_pid = $2",
+                HOST,
+                PID,
+                reason,
+            )
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as err:
+            log.error("shutdown_runs_not_closed", error=describe(err))
+            return
+        if not status.endswith(" 0"):
+            log.warning("shutdown_runs_closed", rows=int(status.split()[-1]), reason=reason)
+
+    async def close(self) -> None:
+        for task in self._background:
+            task.cancel()
+        if self.api is not None:
+            await self.api.aclose()
+        if self.pool is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.pool.close(), 10)
+
+    # --- start-up steps ----------------------------------------------------------
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
+        loop.add_signal_handler(signal.SIGINT, self.request_stop, "SIGINT")
+        loop.add_signal_handler(signal.SIGHUP, self._spawn, self.reload)
+        loop.add_signal_handler(signal.SIGUSR1, self._spawn, self.run_batch_now)
+
+    def _warn_if_env_file_is_readable(self) -> None:
+        path = self.env_file or self.settings.env_file
+        if not env_file_is_private(path):
+            log.warning("env_file_readable_by_others", path=str(path),
+                        remedy=f"chmod 600 {path}: it holds client secrets")  # fmt: skip
+
+    async def _migrate(self) -> None:
+        try:
+            conn = await connect(self.settings, application_name="breezeway-daemon migrate")
+        except Exception as err:  # noqa: BLE001 - reported as the reason it did not start
+            raise StartupError(describe(err)) from err
+        try:
+            applied = await migrations.migrate(conn)
+        except migrations.SchemaTooNew as err:
+            raise StartupError(str(err)) from err
+        finally:
+            await conn.close()
+        if applied:
+            log.info("schema_migrated", applied=[m.version for m in applied])
+
+    def _start_scheduler(self) -> None:
+        settings = self.settings
+        self.scheduler = AsyncIOScheduler(
+            timezone=settings.timezone,
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": settings.misfire_grace_s,
+            },
+        )
+        self._add_jobs()
+        self.scheduler.start()
+
+    def _triggers(self) -> dict[str, CronTrigger]:
+        s = self.settings
+        return {
+            "hourly": CronTrigger.from_crontab(s.hourly_cron, timezone=s.timezone),
+            "daily": CronTrigger.from_crontab(s.daily_cron, timezone=s.timezone),
+            "watchdog": CronTrigger.from_crontab(s.watchdog_cron, timezone=s.timezone),
+            "retention": CronTrigger.from_crontab(s.retention_cron, timezone=s.timezone),
+        }
+
+    def _add_jobs(self) -> None:
+        assert self.scheduler is not None
+        jobs = {
+            "hourly": (self.scheduled_batch, ("hourly",)),
+            "daily": (self.scheduled_batch, ("daily",)),
+            "watchdog": (self._sweep_runs, ()),
+            "retention": (self._retention, ()),
+        }
+        for job_id, trigger in self._triggers().items():
+            func, args = jobs[job_id]
+            self.scheduler.add_job(
+                func, trigger, args=args, id=job_id, name=job_id, replace_existing=True
+            )
+
+    def _start_watchdog_pings(self) -> None:
+        interval = watchdog_interval()
+        if interval is not None and self.notifier.enabled:
+            self._spawn(keep_watchdog_fed, self.notifier, interval)
+            log.info("systemd_watchdog_enabled", ping_every_s=interval)
+
+    # --- signals -----------------------------------------------------------------
+    def request_stop(self, signame: str = "stop") -> None:
+        if not self.stop_requested.is_set():
+            log.info("daemon_signal", signal=signame)
+            self.stop_requested.set()
+
+    def _spawn(self, func: Any, *args: Any) -> None:
+        task = asyncio.get_running_loop().create_task(func(*args))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def reload(self) -> bool:
+        """Re-read and validate the configuration; swap it in, or keep the old one."""
+        async with self._reload_lock:
+            self.notifier.reloading()
+            try:
+                new = load_settings(self.env_file) if self.env_file else load_settings()
+            except ConfigError as err:
+                log.error(
+                    "config_reload_rejected", error=str(err), kept="the running configuration"
+                )
+                self.notifier.ready(
+                    f"reload rejected ({err}); running on the previous configuration"
+                )
+                return False
+            old = self.settings
+            kept = [name for name in RESTART_ONLY if getattr(new, name) != getattr(old, name)]
+            if kept:
+                new = new.model_copy(update={name: getattr(old, name) for name in kept})
+                log.warning("config_change_needs_restart", settings=kept)
+            changed = changed_settings(old, new)
+            self.settings = new
+            if self.api is not None:
+                self.api.update_settings(new)
+            if self.alerts is not None:
+                self.alerts.update_settings(new)
+            if self.ctx is not None:
+                self.ctx.settings = new
+            self._reschedule()
+            log.info("config_reloaded", changed=changed, regions=list(new.enabled_regions),
+                     next_runs=self._next_runs())  # fmt: skip
+            self.notifier.ready(self._status())
+            return True
+
+    def _reschedule(self) -> None:
+        assert self.scheduler is not None
+        for job_id, trigger in self._triggers().items():
+            self.scheduler.reschedule_job(job_id, trigger=trigger)
+
+    # --- jobs --------------------------------------------------------------------
+    async def run_batch_now(self) -> None:
+        log.info("batch_requested", kind="hourly", by="SIGUSR1")
+        await self.scheduled_batch("hourly", trigger="signal")
+
+    async def scheduled_batch(self, kind: str, trigger: str = "schedule") -> list[RunResult]:
+        """One batch over every enabled region: hourly (incremental) or daily (full)."""
+        task = asyncio.current_task()
+        assert task is not None and self.ctx is not None
+        self._batches.add(task)
+        try:
+            return await self._batch(kind, trigger)
+        finally:
+            self._batches.discard(task)
+
+    async def _batch(self, kind: str, trigger: str) -> list[RunResult]:
+        assert self.ctx is not None and self.alerts is not None
+        settings = self.settings
+        regions = list(settings.enabled_regions)
+        if kind == "hourly":
+            entities, mode = list(settings.hourly_entities), "incremental"
+        else:
+            entities = list(settings.daily_entities)
+            if settings.daily_full_refresh:
+                entities += [e for e in settings.hourly_entities if e not in entities]
+            mode = "full"
+        started = datetime.now(UTC)
+        log.info("batch_started", kind=kind, regions=len(regions), entities=entities, mode=mode)
+        results = await run_batch(
+            self.ctx, regions, entities, mode=mode, trigger=f"{trigger}-{kind}"
+        )
+        failures = [r for r in results if r.failed]
+        seconds = (datetime.now(UTC) - started).total_seconds()
+        log.info(
+            "batch_finished", kind=kind, runs=len(results), failed=len(failures),
+            skipped=sum(r.status == "skipped" for r in results), duration_s=round(seconds, 1),
+            records=sum(r.counts.records_processed for r in results),
+            api_calls=sum(r.counts.api_calls_made for r in results),
+        )  # fmt: skip
+        await report_batch(self.alerts, JOB_TYPES[kind], results)
+        self.last_batch = (
+            f"{kind} batch at {started:%H:%M} UTC: {len(results)} runs, {len(failures)} failed"
+        )
+        self.notifier.status(self._status())
+        return results
+
+    async def _sweep_runs(self) -> None:
+        assert self.pool is not None and self.alerts is not None and self.ctx is not None
+        try:
+            stuck = await sweep(self.pool, self.settings, self.ctx.active_runs)
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as err:
+            log.error("watchdog_sweep_failed", error=describe(err))
+            return
+        if stuck:
+            await self.alerts.stuck_runs(stuck)
+
+    async def _retention(self) -> None:
+        assert self.pool is not None
+        age = timedelta(days=self.settings.sync_log_retention_days)
+        try:
+            await purge_sync_log(self.pool, age)
+            await purge_history(self.pool, age)
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as err:
+            log.error("retention_failed", error=describe(err))
+
+    # --- status ------------------------------------------------------------------
+    def _next_runs(self) -> dict[str, str]:
+        if self.scheduler is None:
+            return {}
+        return {
+            job.id: job.next_run_time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            for job in self.scheduler.get_jobs()
+            if job.next_run_time is not None and job.id in JOB_TYPES
+        }
+
+    def _status(self) -> str:
+        nexts = self._next_runs()
+        upcoming = ", ".join(f"next {kind} {when}" for kind, when in sorted(nexts.items()))
+        return f"{len(self.settings.enabled_regions)} regions; {upcoming}; last: {self.last_batch}"
+
+
+def changed_settings(old: Settings, new: Settings) -> list[str]:
+    """Names of the settings that differ (values never shown: some are secrets)."""
+    before, after = old.model_dump(), new.model_dump()
+    names = []
+    for name in sorted(set(before) | set(after)):
+        if before.get(name) == after.get(name):
+            continue
+        if name == "regions":
+            old_regions, new_regions = before.get(name) or {}, after.get(name) or {}
+            for region in sorted(set(old_regions) | set(new_regions)):
+                if region not in old_regions:
+                    names.append(f"regions.{region} (added)")
+                elif region not in new_regions:
+                    names.append(f"regions.{region} (removed)")
+                elif _region_values(old, region) != _region_values(new, region):
+                    names.append(f"regions.{region}")
+        else:
+            names.append(name)
+    return names
+
+
+def _region_values(settings: Settings, region: str) -> tuple[Any, ...]:
+    config = settings.regions[region]
+    return (
+        config.client_id,
+        config.client_secret.get_secret_value(),
+        config.company_id,
+        config.enabled,
+    )
+
+
+async def serve(settings: Settings, env_file: Path | None) -> int:
+    """Run the daemon until SIGTERM/SIGINT; the exit code for the process."""
+    return await Daemon(settings, env_file=env_file).run()

@@ -1,0 +1,125 @@
+"""The watchdog: no run stays ``running`` when nothing runs it anymore.
+
+A ``running`` row becomes ``failed``, with a message saying why, when
+- its heartbeat is older than ``stale_run_minutes`` (its process hung or died
+  on another host);
+- its owner is this host and its process is gone (or is this process, which
+  does not know the run: a previous process with a reused pid);
+- it has run longer than ``max_run_minutes``; when it runs in this process its
+  task is cancelled first.
+
+Afterwards the runbook's "stuck in running" query finds nothing. The daemon
+sweeps every minute and once at start; ``breezeway-daemon watchdog`` sweeps once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import asyncpg
+import structlog
+
+from breezeway_daemon.config import Settings
+from breezeway_daemon.db.runs import HOST
+
+log = structlog.get_logger(__name__)
+
+
+class CancellableRun(Protocol):
+    def cancel(self, reason: str) -> None: ...
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by another user
+    return True
+
+
+def _why_stuck(
+    row: Mapping[str, Any], now: datetime, settings: Settings, active: Mapping[int, CancellableRun]
+) -> str | None:
+    owner = f"{row['owner_host'] or '?'}:{row['owner_pid'] or '?'}"
+    if row["owner_host"] == HOST and row["owner_pid"] is not None:
+        if row["owner_pid"] == os.getpid():
+            if row["id"] not in active:
+                return f"abandoned: process {owner} no longer runs it (the pid was reused)"
+        elif not pid_alive(row["owner_pid"]):
+            return f"abandoned: process {owner} is gone"
+    if now - row["sync_started_at"] > settings.max_run_time:
+        return (
+            f"exceeded the maximum run time of {settings.max_run_minutes:g} minutes (owner {owner})"
+        )
+    heartbeat = row["heartbeat_at"] or row["sync_started_at"]
+    if now - heartbeat > settings.stale_after:
+        minutes = (now - heartbeat).total_seconds() / 60
+        return f"stuck: no heartbeat for {minutes:.0f} minutes (owner {owner})"
+    return None
+
+
+async def sweep(
+    pool: asyncpg.Pool, settings: Settings, active: Mapping[int, CancellableRun] | None = None
+) -> list[dict[str, Any]]:
+    """Fail every stuck run; returns them (with ``reason``) for the stuck-run alert."""
+    active = active or {}
+    now = await pool.fetchval("SELECT now()")
+    rows = await pool.fetch(
+        "SELECT id, region_code, entity_type, owner_host, owner_pid, sync_started_at, heartbeat_at "
+        "FROM breezeway.etl_sync_log WHERE sync_status = 'running'"
+    )
+    failed = []
+    for row in rows:
+        reason = _why_stuck(row, now, settings, active)
+        if reason is None:
+            continue
+        local = active.get(row["id"])
+        if local is not None:
+            local.cancel(reason)  # the run records its own end with this reason
+        status = await pool.execute(
+            """
+            UPDATE breezeway.etl_sync_log
+            SET sync_status = 'failed', sync_completed_at = now(), error_message = $2
+            WHERE id = $1 AND sync_status = 'running'
+            """,
+            row["id"],
+            reason,
+        )
+        if status.endswith(" 1"):
+            log.warning(
+                "stuck_run_failed", region=row["region_code"], entity=row["entity_type"],
+                run_id=row["id"], reason=reason,
+            )  # fmt: skip
+            failed.append({**dict(row), "reason": reason})
+    return failed
+
+
+async def purge_sync_log(pool: asyncpg.Pool, older_than: timedelta) -> dict[str, int]:
+    """Delete finished run rows and rejected records older than ``older_than``.
+
+    Running rows are never deleted, nor each pair's latest success (which later
+    runs carry forward as ``last_successful_sync_at``).
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        runs = await conn.execute(
+            """
+            DELETE FROM breezeway.etl_sync_log
+            WHERE sync_status IN ('success', 'failed') AND sync_started_at < now() - $1::interval
+              AND id NOT IN (
+                SELECT DISTINCT ON (region_code, entity_type) id FROM breezeway.etl_sync_log
+                WHERE sync_status = 'success' ORDER BY region_code, entity_type, id DESC)
+            """,
+            older_than,
+        )
+        rejected = await conn.execute(
+            "DELETE FROM breezeway.rejected_records WHERE rejected_at < now() - $1::interval",
+            older_than,
+        )
+    counts = {"sync_log_rows": int(runs.split()[-1]), "rejected_records": int(rejected.split()[-1])}
+    log.info("retention_purged", older_than_days=older_than.total_seconds() / 86400, **counts)
+    return counts
