@@ -1,10 +1,14 @@
 """Benchmark: upsert N realistic task records with the loader vs. asyncpg executemany.
 
 Three passes each, into a fresh database: all new; the same records again (all
-unchanged); again with 10% changed. Prints a table and, as its last line, one
-JSON object with the figures. It asserts nothing.
+unchanged); again with 10% changed. The loader runs twice: as the sync engine
+can use it, ``Loader.load_batches`` (two batches in flight, each its own
+transaction: the ``loader`` figures), and one ``Loader.load`` per batch, one
+after the other (``loader_sequential``). The baseline is a plain parameterised
+upsert with ``executemany``, one transaction per batch. Prints a table and, as
+its last line, one JSON object with the figures. It asserts nothing.
 
-    .venv/bin/python bench/load.py [--records 100000] [--batch 1000]
+    .venv/bin/python bench/load.py [--records 100000] [--batch 1000] [--concurrency 2]
 
 The database server is ``DATABASE_URL`` when set, else 127.0.0.1:5432 (user
 postgres); a throwaway database is created and dropped.
@@ -117,7 +121,20 @@ def batches(records: list[dict[str, Any]], size: int) -> list[list[dict[str, Any
     return [records[i : i + size] for i in range(0, len(records), size)]
 
 
-async def with_loader(pool: asyncpg.Pool, records: list[dict[str, Any]], size: int) -> float:
+async def with_loader(
+    pool: asyncpg.Pool, records: list[dict[str, Any]], size: int, concurrency: int
+) -> float:
+    """The loader as the sync engine uses it: batches pipelined, each its own transaction."""
+    loader = Loader(pool, TASKS, REGION)
+    start = time.perf_counter()
+    await loader.load_batches(batches(records, size), concurrency=concurrency)
+    return time.perf_counter() - start
+
+
+async def with_sequential_loader(
+    pool: asyncpg.Pool, records: list[dict[str, Any]], size: int, concurrency: int
+) -> float:
+    """One ``Loader.load`` per batch, each awaited before the next."""
     loader = Loader(pool, TASKS, REGION)
     start = time.perf_counter()
     for batch in batches(records, size):
@@ -144,7 +161,9 @@ def executemany_statement() -> str:
     )
 
 
-async def with_executemany(pool: asyncpg.Pool, records: list[dict[str, Any]], size: int) -> float:
+async def with_executemany(
+    pool: asyncpg.Pool, records: list[dict[str, Any]], size: int, concurrency: int
+) -> float:
     """The baseline: a plain parameterised upsert, one row per statement execution."""
     statement = executemany_statement()
     start = time.perf_counter()
@@ -158,7 +177,9 @@ async def with_executemany(pool: asyncpg.Pool, records: list[dict[str, Any]], si
     return time.perf_counter() - start
 
 
-def changed(records: list[dict[str, Any]], share: float, rng: random.Random) -> list[dict[str, Any]]:
+def changed(
+    records: list[dict[str, Any]], share: float, rng: random.Random
+) -> list[dict[str, Any]]:
     out = []
     for record in records:
         if rng.random() < share:
@@ -172,25 +193,34 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     rng = random.Random(7)
     records = [task_record(rng, i) for i in range(1, args.records + 1)]
     size = sum(len(orjson.dumps(r)) for r in records[:1000]) / 1000
-    print(f"{args.records} task records, {size:.0f} bytes of JSON each on average, batch {args.batch}")
+    print(
+        f"{args.records} task records, {size:.0f} bytes of JSON each on average, "
+        f"batch {args.batch}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+    )
     properties = [{"id": i, "name": f"Property {i}"} for i in range(1, PROPERTY_COUNT + 1)]
     results: dict[str, float] = {}
-    for method in ("loader", "executemany"):
+    methods = {
+        "loader": with_loader,
+        "loader_sequential": with_sequential_loader,
+        "executemany": with_executemany,
+    }
+    for method, run_pass in methods.items():
         name, url = await fresh_database(server)
         try:
             settings = load_settings(Path("/nonexistent"), database_url=url)
-            pool = await create_pool(settings, max_size=4)
+            pool = await create_pool(settings, max_size=max(4, args.concurrency))
             await Loader(pool, PROPERTIES, REGION).load(properties)
-            run_pass = with_loader if method == "loader" else with_executemany
             passes = {
                 "new": records,
                 "unchanged": records,
                 "changed10": changed(records, 0.10, random.Random(3)),
             }
             for label, data in passes.items():
-                seconds = await run_pass(pool, data, args.batch)
+                seconds = await run_pass(pool, data, args.batch, args.concurrency)
                 results[f"{method}_{label}_rows_per_s"] = len(data) / seconds
-                print(f"{method:12s} {label:10s} {seconds:7.2f} s  {len(data) / seconds:10,.0f} rows/s")
+                print(
+                    f"{method:18s} {label:10s} {seconds:7.2f} s  {len(data) / seconds:10,.0f} rows/s"
+                )
             await pool.close()
         finally:
             await drop_database(server, name)
@@ -206,14 +236,26 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         "loader_changed10_rows_per_s",
         "executemany_new_rows_per_s",
         "executemany_unchanged_rows_per_s",
+        "executemany_changed10_rows_per_s",
+        "loader_sequential_new_rows_per_s",
+        "loader_sequential_unchanged_rows_per_s",
+        "loader_sequential_changed10_rows_per_s",
     )
-    return {key: round(results[key]) for key in keys}
+    figures: dict[str, float] = {key: round(results[key]) for key in keys}
+    figures["new_ratio"] = round(ratios["new"], 2)
+    figures["unchanged_ratio"] = round(ratios["unchanged"], 2)
+    figures["concurrency"] = args.concurrency
+    figures["load_average_1m"] = round(os.getloadavg()[0], 2)
+    return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument(
+        "--concurrency", type=int, default=2, help="batches in flight for load_batches"
+    )
     figures = asyncio.run(run(parser.parse_args()))
     print(orjson.dumps(figures).decode())
 

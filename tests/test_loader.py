@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
+import pytest
 
-from breezeway_daemon.db.loader import Loader
+from breezeway_daemon.db.loader import Loader, LoadResult, _Split
 from breezeway_daemon.entities import PROPERTIES, RESERVATIONS, TAGS, TASKS
+from breezeway_daemon.records import ColumnReader, RecordRejected
 
 REGION = "nashville"
 
@@ -147,3 +149,166 @@ async def test_regions_do_not_share_rows(clean_db: asyncpg.Pool) -> None:
     assert result.new == 1
     names = await clean_db.fetch("SELECT region_code, name FROM breezeway.properties ORDER BY 1")
     assert [tuple(r) for r in names] == [("austin", "Austin"), ("nashville", "Cabin 1")]
+
+
+# --- pipelined loading, races and retries -------------------------------------------
+
+
+async def table_state(pool: asyncpg.Pool, table: str, region: str) -> dict[int, tuple[Any, ...]]:
+    found = await pool.fetch(
+        f"SELECT id, raw, content_hash, deleted_at IS NULL AS live FROM breezeway.{table} "
+        "WHERE region_code = $1",
+        region,
+    )
+    return {row["id"]: (row["raw"], row["content_hash"], row["live"]) for row in found}
+
+
+def task_batches(home_id: int) -> list[list[Any]]:
+    """Batches with keys repeated across and within batches, bad records and orphans."""
+    return [
+        [task(1, home_id), task(2, home_id), task(3, home_id, paused="maybe")],
+        [task(2, home_id, name="second"), task(4, 777), {"no": "id"}],  # 2 again; 777 orphan
+        [task(5, home_id), task(5, home_id, name="last of five"), task(1, home_id)],
+        [task(2, home_id, name="third"), task(6, home_id)],
+    ]
+
+
+async def test_pipelined_batches_store_what_sequential_loads_store(clean_db: asyncpg.Pool) -> None:
+    for region in ("austin", "smoky"):
+        await Loader(clean_db, PROPERTIES, region).load([prop(1)])
+    sequential = Loader(clean_db, TASKS, "austin")
+    expected = LoadResult()
+    for batch in task_batches(1):
+        expected.add(await sequential.load(batch, orphans="return"))
+
+    seen: list[LoadResult] = []
+    pipelined = Loader(clean_db, TASKS, "smoky")
+    got = await pipelined.load_batches(
+        task_batches(1), concurrency=3, orphans="return", on_result=seen.append
+    )
+
+    assert got == expected
+    assert [r.received for r in seen] == [3, 3, 3, 2]  # in submission order
+    assert (got.new, got.updated, got.unchanged, got.rejected, got.duplicates) == (4, 2, 1, 2, 1)
+    assert [o["id"] for o in got.orphans] == [4]
+    assert await table_state(clean_db, "tasks", "smoky") == await table_state(
+        clean_db, "tasks", "austin"
+    )
+    names = dict(
+        await clean_db.fetch(
+            "SELECT id, name FROM breezeway.tasks WHERE region_code = 'smoky' ORDER BY id"
+        )
+    )
+    assert names[2] == "third" and names[5] == "last of five"  # the last record of a key wins
+
+
+async def test_pipeline_accepts_async_iterables_and_the_submit_api(clean_db: asyncpg.Pool) -> None:
+    await Loader(clean_db, PROPERTIES, REGION).load([prop(1)])
+    loader = Loader(clean_db, TASKS, REGION)
+
+    async def pages():
+        for start in range(0, 60, 20):
+            yield [task(i, 1) for i in range(start, start + 20)]
+
+    first = await loader.load_batches(pages())
+    assert (first.new, first.received) == (60, 60)
+    async with loader.pipeline() as pipeline:
+        async for page in pages():
+            await pipeline.submit(page)
+    assert (pipeline.result.unchanged, pipeline.result.new) == (60, 0)
+
+
+async def test_a_failing_batch_fails_the_pipeline_after_the_others_settle(
+    clean_db: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loader = Loader(clean_db, PROPERTIES, REGION)
+    original = Loader._write_batch
+
+    async def failing(self, conn, batch, *args):
+        if 2 in batch.entries:
+            raise RuntimeError("boom")
+        return await original(self, conn, batch, *args)
+
+    monkeypatch.setattr(Loader, "_write_batch", failing)
+    with pytest.raises(RuntimeError, match="boom"):
+        await loader.load_batches([[prop(1)], [prop(2)], [prop(3)]], concurrency=2)
+    monkeypatch.undo()
+    stored = await rows(clean_db, "properties")
+    assert 1 in stored and 2 not in stored  # committed batches stay; the failed one rolled back
+
+
+async def test_a_row_inserted_by_another_writer_meanwhile_takes_the_upsert_path(
+    clean_db: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loader = Loader(clean_db, PROPERTIES, REGION)
+    await loader.load([prop(1), prop(2)])
+    before = await rows(clean_db, "properties")
+    original = Loader._classify
+
+    async def blind(self, conn, batch, fixed):  # as if rows 1 and 2 were stored after the lookup
+        await original(self, conn, batch, fixed)
+        return _Split(new=list(batch.entries))
+
+    monkeypatch.setattr(Loader, "_classify", blind)
+    result = await loader.load([prop(1), prop(2, name="Changed"), prop(3)])
+    assert (result.new, result.updated, result.unchanged) == (1, 1, 1)
+    after = await rows(clean_db, "properties")
+    assert after[2]["name"] == "Changed" and after[3]["name"] == "Cabin 3"
+    assert after[1]["changed_at"] == before[1]["changed_at"]  # same content: not rewritten
+    assert after[1]["synced_at"] > before[1]["synced_at"]  # but received now
+
+
+async def test_a_deadlock_retries_the_whole_batch_once(
+    clean_db: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loader = Loader(clean_db, PROPERTIES, REGION)
+    original = Loader._write
+    calls = []
+
+    async def deadlocking(self, *args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise asyncpg.DeadlockDetectedError("deadlock detected")
+        return await original(self, *args)
+
+    monkeypatch.setattr(Loader, "_write", deadlocking)
+    result = await loader.load([prop(1), prop(2), "not a record", prop(3, latitude="north")])
+    assert len(calls) == 2
+    assert (result.new, result.rejected, result.received) == (2, 2, 4)
+    assert set(await rows(clean_db, "properties")) == {1, 2}
+    count = await clean_db.fetchval("SELECT count(*) FROM breezeway.rejected_records")
+    assert count == 2  # the rolled-back attempt left nothing behind
+
+
+async def test_unchanged_rows_are_touched_without_a_new_index_entry(clean_db: asyncpg.Pool) -> None:
+    loader = Loader(clean_db, PROPERTIES, REGION)
+    await loader.load([prop(i) for i in range(1, 201)])
+    before = await rows(clean_db, "properties")
+    again = await loader.load([prop(i) for i in range(1, 201)])
+    assert (again.unchanged, again.new, again.updated) == (200, 0, 0)
+    after = await rows(clean_db, "properties")
+    assert all(after[i]["synced_at"] > before[i]["synced_at"] for i in after)
+    assert all(after[i]["changed_at"] == before[i]["changed_at"] for i in after)
+    options = await clean_db.fetchval(
+        "SELECT reloptions FROM pg_class WHERE oid = 'breezeway.properties'::regclass"
+    )
+    assert "fillfactor=50" in options  # room on the page for HOT updates (migration 002)
+
+
+def test_the_compiled_column_reader_agrees_with_the_plain_one() -> None:
+    reader = ColumnReader(TASKS.columns)
+    samples = [
+        task(1, 5),
+        task(2, "7", paused=1, total_cost=12, template_id=3.0, created_at=" 2026-04-20T10:00:00 "),
+        task(3, 5, scheduled_date="2026-05-01T23:30:00-02:00", updated_at="2026-04-21 10:00:00Z"),
+        task(4, 5, name=12, type_department={"x": 1}, billable="true", linked_reservation=None),
+        {"id": 5, "type_task_status": "not an object", "total_cost": ""},
+    ]
+    for record in samples:
+        assert reader.values(record, {"property_id": 9}) == reader._read(record, {"property_id": 9})
+    for bad in ({"id": 6}, task(7, 5, paused="sometimes"), task(8, 5, template_id=2**64)):
+        with pytest.raises(RecordRejected) as fast:
+            reader.values(bad, {})
+        with pytest.raises(RecordRejected) as plain:
+            reader._read(bad, {})
+        assert str(fast.value) == str(plain.value)
