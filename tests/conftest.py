@@ -23,6 +23,7 @@ from breezeway_daemon.db import migrations
 from breezeway_daemon.db.pool import create_pool
 from breezeway_daemon.simulator import Simulator, SimulatorServer
 from breezeway_daemon.sync import SyncContext
+
 from simenv import SimEnv, settings_for
 
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"

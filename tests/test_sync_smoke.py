@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from simenv import SimEnv
-from groundtruth import differences
-
 from breezeway_daemon.entities import ENTITY_NAMES
 from breezeway_daemon.sync import SyncContext, run_batch
+
+from groundtruth import differences
+from simenv import SimEnv
 
 
 async def test_run_all_then_incremental_matches_the_truth(sim_env: SimEnv, sync_ctx: SyncContext) -> None:

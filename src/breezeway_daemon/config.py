@@ -78,6 +78,7 @@ class Settings(BaseSettings):
         case_sensitive=False,
         extra="ignore",
         populate_by_name=True,
+        env_ignore_empty=True,  # "BREEZEWAY_SMTP_HOST=" means "not set", as in .env.example
     )
 
     # --- connections -------------------------------------------------------
@@ -95,7 +96,7 @@ class Settings(BaseSettings):
     token_renew_margin_s: float = Field(default=300, ge=0)
 
     # --- database ----------------------------------------------------------
-    db_pool_size: int = Field(default=10, ge=2, le=100)
+    db_pool_size: int = Field(default=16, ge=2, le=100)
     db_connect_timeout_s: float = Field(default=10, gt=0)
     db_statement_timeout_s: float = Field(default=300, gt=0)
     db_connect_attempts: int = Field(default=5, ge=1, le=50)

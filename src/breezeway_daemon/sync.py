@@ -33,7 +33,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import structlog
@@ -342,28 +342,37 @@ class EntitySync:
             self.ctx.on_progress(self.region, self.spec.name, self.counts)
 
     async def _store(
-        self, pages: AsyncIterator[list[dict[str, Any]]], *, key_values: dict[str, Any] | None = None,
-        orphans: str = "reject",
-    ) -> list[dict[str, Any]]:  # fmt: skip
-        """Store a stream of pages in batches; returns the orphans when asked to."""
-        loader = self._loader()
+        self,
+        pages: AsyncIterator[list[dict[str, Any]]],
+        *,
+        key_values: dict[str, Any] | None = None,
+        orphans: Literal["reject", "return"] = "reject",
+    ) -> list[dict[str, Any]]:
+        """Store a stream of pages in batches; returns the orphans when asked to.
+
+        Two batches are in flight at once (the loader's pipeline), so the next
+        pages are fetched and prepared while PostgreSQL writes the previous batch.
+        """
         size = self.ctx.settings.batch_size
-        batch: list[dict[str, Any]] = []
         kept_orphans: list[dict[str, Any]] = []
 
-        async def flush() -> None:
-            loaded = await loader.load(batch, key_values=key_values, orphans=orphans)  # type: ignore[arg-type]
+        def on_result(loaded: LoadResult) -> None:
             kept_orphans.extend(loaded.orphans)  # type: ignore[arg-type]
             self._count(loaded)
-            batch.clear()
 
-        async for records in pages:
-            batch.extend(records)
-            if len(batch) >= size:
-                await flush()
-                self._stop_if_requested()
-        if batch:
-            await flush()
+        batch: list[dict[str, Any]] = []
+        pipeline = self._loader().pipeline(
+            key_values=key_values, orphans=orphans, on_result=on_result
+        )
+        async with pipeline:
+            async for records in pages:
+                batch.extend(records)
+                if len(batch) >= size:
+                    await pipeline.submit(batch)
+                    batch = []
+                    self._stop_if_requested()
+            if batch:
+                await pipeline.submit(batch)
         return kept_orphans
 
     def _stop_if_requested(self) -> None:

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from simenv import SimEnv, regions_for
 
 from breezeway_daemon.simulator import Simulator, SimulatorServer
+
+from simenv import SimEnv, regions_for
 
 BIN = Path(sys.executable).with_name("breezeway-daemon")
 WAIT_S = 60.0
@@ -121,9 +122,9 @@ class DaemonProcess:
         assert self.proc is not None
         self.proc.send_signal(sig)
 
-    async def wait_exit(self, timeout: float) -> int:
+    async def wait_exit(self, within_s: float) -> int:
         assert self.proc is not None
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within_s):
             code = await self.proc.wait()
         if self._reader is not None:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):

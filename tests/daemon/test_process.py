@@ -7,10 +7,10 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from simenv import SimEnv
-from groundtruth import differences
 
 from .conftest import DaemonProcess, NotifySocket, env_lines
+from groundtruth import differences
+from simenv import SimEnv
 
 
 async def running_rows(pool: asyncpg.Pool) -> int:

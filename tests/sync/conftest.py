@@ -15,6 +15,7 @@ from breezeway_daemon.config import Settings
 from breezeway_daemon.db import runs
 from breezeway_daemon.simulator import Scale, Simulator, SimulatorServer
 from breezeway_daemon.sync import SyncContext
+
 from simenv import SimEnv, settings_for
 
 # Fast failure settings: a failing request gives up after two quick attempts.

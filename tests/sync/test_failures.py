@@ -5,9 +5,9 @@ from __future__ import annotations
 from breezeway_daemon.entities import ENTITY_NAMES
 from breezeway_daemon.simulator import EntityRates, Rates
 from breezeway_daemon.sync import EntitySync, SyncRequest, run_batch
-from groundtruth import differences, stored
 
 from .conftest import Env, cursor, live_ids, log_rows
+from groundtruth import differences, stored
 
 REGION = "region_1"
 

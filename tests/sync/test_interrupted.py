@@ -15,9 +15,9 @@ import pytest
 
 from breezeway_daemon.db import runs
 from breezeway_daemon.sync import EntitySync, RunResult, SyncContext, SyncRequest
-from groundtruth import differences, stored
 
 from .conftest import Env, cursor, log_rows
+from groundtruth import differences, stored
 
 REGION = "region_1"
 KILLABLE = Path(__file__).with_name("killable_run.py")

@@ -6,9 +6,9 @@ import dataclasses
 from datetime import UTC, date, datetime, timedelta
 
 from breezeway_daemon.sync import EntitySync, SyncRequest
-from groundtruth import differences, stored
 
 from .conftest import Env, live_ids, log_rows
+from groundtruth import differences, stored
 
 REGION = "region_1"
 

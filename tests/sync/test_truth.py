@@ -8,9 +8,9 @@ from breezeway_daemon.db.runs import HOST, PID
 from breezeway_daemon.entities import ENTITY_NAMES
 from breezeway_daemon.simulator import EntityRates, Rates
 from breezeway_daemon.sync import RunResult, run_batch
-from groundtruth import differences, stored
 
 from .conftest import Env, cursor, log_rows
+from groundtruth import differences, stored
 
 
 def _bad(results: list[RunResult]) -> list[tuple[str, str, str, str | None]]:

@@ -588,14 +588,23 @@ class LoadPipeline:
                 self.on_result(loaded)
 
     async def _settle(self) -> None:
-        """Let every batch in flight finish (commit or roll back), ignoring their results."""
+        """Let every batch in flight finish (commit or roll back).
+
+        Batches that committed are still counted (``result``, ``on_result``), so
+        that a run stopped midway records exactly what it stored.
+        """
         tasks = [task for task, _ in self._in_flight]
         self._in_flight.clear()
-        if tasks:
-            await asyncio.wait(tasks)
-            for task in tasks:
-                if not task.cancelled():
-                    task.exception()  # retrieved, so that asyncio does not warn
+        if not tasks:
+            return
+        await asyncio.wait(tasks)
+        for task in tasks:
+            if task.cancelled() or task.exception() is not None:
+                continue  # rolled back: nothing to count
+            loaded = task.result()
+            self.result.add(loaded)
+            if self.on_result is not None:
+                self.on_result(loaded)
 
 
 def typed_column_sql(spec: EntitySpec) -> dict[str, str]:
