@@ -12,7 +12,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from breezeway_daemon import __version__
 from breezeway_daemon.config import ConfigError, Settings, load_settings
@@ -114,6 +114,14 @@ def print_results(results: list[Any]) -> None:
         )
 
 
+def fail_if_any_failed(results: list[Any]) -> int:
+    """0, or the one stderr line (and exit 1) naming the runs that failed."""
+    failed = [f"{r.region}/{r.entity}" for r in results if r.failed]
+    if failed:
+        raise CommandFailed(f"{len(failed)} of {len(results)} runs failed: {', '.join(failed)}")
+    return 0
+
+
 @command("run")
 async def run_command(args: argparse.Namespace) -> int:
     """Sync regions now: run REGION|all [ENTITY ...] [--full]; exit 1 if any run failed."""
@@ -128,7 +136,7 @@ async def run_command(args: argparse.Namespace) -> int:
         results = await run_batch(ctx, regions, entities, mode=mode, trigger="manual")
         await report_batch(Alerts(settings, ctx.pool), "Manual ETL", results)
     print_results(results)
-    return 1 if any(result.failed for result in results) else 0
+    return fail_if_any_failed(results)
 
 
 @command("resync")
@@ -148,7 +156,7 @@ async def resync_command(args: argparse.Namespace) -> int:
             request = SyncRequest(region, args.entity, "resync", "manual", args.since, until)
             results.append(await EntitySync(ctx, request).run())
     print_results(results)
-    return 1 if any(result.failed for result in results) else 0
+    return fail_if_any_failed(results)
 
 
 @command("token")
@@ -161,7 +169,7 @@ async def token_command(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     regions = _regions(settings, args.region)
-    failed = 0
+    failed: list[str] = []
     pool = await create_pool(settings, application_name="breezeway-daemon token", max_size=2)
     api = BreezewayApi(settings, pool)
     try:
@@ -175,7 +183,7 @@ async def token_command(args: argparse.Namespace) -> int:
                     await api.tokens.get(region)
             except Exception as err:  # noqa: BLE001 - reported per region
                 error = describe(err)
-                failed += 1
+                failed.append(region)
                 await Alerts(settings, pool).token_failure(region, error)
             state = await api.tokens.state(region)
             valid = state.has_access_token and error is None
@@ -187,7 +195,9 @@ async def token_command(args: argparse.Namespace) -> int:
     finally:
         await api.aclose()
         await pool.close()
-    return 1 if failed else 0
+    if failed:
+        raise CommandFailed(f"no valid token for {', '.join(failed)} (see 'last error' above)")
+    return 0
 
 
 @command("simulate")
@@ -264,7 +274,14 @@ async def status_command(args: argparse.Namespace) -> int:
         print(json.dumps([s.as_json() for s in statuses], indent=2))
     else:
         print(status.render(statuses))
-    return 0 if statuses and all(s.healthy for s in statuses) else 1
+    if not statuses:
+        raise CommandFailed("no enabled regions or scheduled entities to report on")
+    unhealthy = [f"{s.region}/{s.entity}" for s in statuses if not s.healthy]
+    if unhealthy:
+        raise CommandFailed(
+            f"{len(unhealthy)} of {len(statuses)} pairs unhealthy: {', '.join(unhealthy)}"
+        )
+    return 0
 
 
 @command("bundle")
@@ -303,8 +320,15 @@ async def demo_command(args: argparse.Namespace) -> int:
 
 
 # --- parser -----------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line on stderr (not the whole usage), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="breezeway-daemon",
         description="Keeps a PostgreSQL copy of Breezeway data for several regions.",
     )

@@ -256,8 +256,12 @@ class Settings(BaseSettings):
 
 
 def mask_url(url: str) -> str:
-    """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db``."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db``.
+
+    A password given as a query parameter (``?password=secret``) is masked too.
+    """
+    url = re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    return re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", url)
 
 
 def env_file_path(environ: Mapping[str, str] | None = None) -> Path:

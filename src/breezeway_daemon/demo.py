@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TextIO
 
 from breezeway_daemon import status
-from breezeway_daemon.config import Settings, load_settings
+from breezeway_daemon.config import Settings, load_settings, mask_url
 from breezeway_daemon.db import migrations
 from breezeway_daemon.db.embedded import embedded_postgres
 from breezeway_daemon.db.pool import connect
@@ -193,7 +193,8 @@ async def run_demo(
                 say(status.render(await status.collect(ctx.pool, settings)))
             say()
             say("   connect with psql:")
-            say(f"     psql '{url}'")
+            # DATABASE_URL may hold a password: never print it (the embedded one has none).
+            say(f"     psql '{url if embedded else mask_url(url)}'")
             say("     SELECT region_code, count(*) FROM breezeway.tasks GROUP BY 1;")
             if keep_running:
                 say("   everything stays up until Ctrl-C ...")

