@@ -164,37 +164,40 @@ async def token_command(args: argparse.Namespace) -> int:
     """Show each region's token state (never the token); --refresh forces new ones."""
     from breezeway_daemon.alerts import Alerts
     from breezeway_daemon.api.client import BreezewayApi
-    from breezeway_daemon.db.pool import create_pool
+    from breezeway_daemon.db.pool import open_pool
     from breezeway_daemon.errors import describe
 
     settings = settings_from(args)
     regions = _regions(settings, args.region)
     failed: list[str] = []
-    pool = await create_pool(settings, application_name="breezeway-daemon token", max_size=2)
-    api = BreezewayApi(settings, pool)
-    try:
-        print(f"{'region':<16} {'valid':<6} {'expires (UTC)':<20} {'generation':>10}  last error")
-        for region in regions:
-            error = None
-            try:
-                if args.refresh:
-                    await api.tokens.force_refresh(region)
-                else:
-                    await api.tokens.get(region)
-            except Exception as err:  # noqa: BLE001 - reported per region
-                error = describe(err)
-                failed.append(region)
-                await Alerts(settings, pool).token_failure(region, error)
-            state = await api.tokens.state(region)
-            valid = state.has_access_token and error is None
-            expires = state.expires_at.strftime("%Y-%m-%d %H:%M:%S") if state.expires_at else "-"
+    async with open_pool(settings, "breezeway-daemon token", max_size=2) as pool:
+        api = BreezewayApi(settings, pool)
+        try:
             print(
-                f"{region:<16} {'yes' if valid else 'no':<6} {expires:<20} {state.generation:>10}  "
-                f"{error or state.last_error or ''}"
+                f"{'region':<16} {'valid':<6} {'expires (UTC)':<20} {'generation':>10}  last error"
             )
-    finally:
-        await api.aclose()
-        await pool.close()
+            for region in regions:
+                error = None
+                try:
+                    if args.refresh:
+                        await api.tokens.force_refresh(region)
+                    else:
+                        await api.tokens.get(region)
+                except Exception as err:  # noqa: BLE001 - reported per region
+                    error = describe(err)
+                    failed.append(region)
+                    await Alerts(settings, pool).token_failure(region, error)
+                state = await api.tokens.state(region)
+                valid = state.has_access_token and error is None
+                expires = (
+                    state.expires_at.strftime("%Y-%m-%d %H:%M:%S") if state.expires_at else "-"
+                )
+                print(
+                    f"{region:<16} {'yes' if valid else 'no':<6} {expires:<20} {state.generation:>10}  "
+                    f"{error or state.last_error or ''}"
+                )
+        finally:
+            await api.aclose()
     if failed:
         raise CommandFailed(f"no valid token for {', '.join(failed)} (see 'last error' above)")
     return 0
@@ -220,15 +223,12 @@ async def serve_command(args: argparse.Namespace) -> int:
 @command("watchdog")
 async def watchdog_command(args: argparse.Namespace) -> int:
     """Fail stuck "running" runs now (one sweep of the daemon's watchdog)."""
-    from breezeway_daemon.db.pool import create_pool
+    from breezeway_daemon.db.pool import open_pool
     from breezeway_daemon.watchdog import sweep
 
     settings = settings_from(args)
-    pool = await create_pool(settings, application_name="breezeway-daemon watchdog", max_size=2)
-    try:
+    async with open_pool(settings, "breezeway-daemon watchdog", max_size=2) as pool:
         stuck = await sweep(pool, settings)
-    finally:
-        await pool.close()
     for row in stuck:
         print(
             f"failed run {row['id']} ({row['region_code']}/{row['entity_type']}): {row['reason']}"
@@ -240,15 +240,12 @@ async def watchdog_command(args: argparse.Namespace) -> int:
 @command("purge")
 async def purge_command(args: argparse.Namespace) -> int:
     """Delete finished sync-log rows and rejected records older than --older-than (e.g. 7d)."""
-    from breezeway_daemon.db.pool import create_pool
+    from breezeway_daemon.db.pool import open_pool
     from breezeway_daemon.watchdog import purge_sync_log
 
     settings = settings_from(args)
-    pool = await create_pool(settings, application_name="breezeway-daemon purge", max_size=2)
-    try:
+    async with open_pool(settings, "breezeway-daemon purge", max_size=2) as pool:
         counts = await purge_sync_log(pool, args.older_than)
-    finally:
-        await pool.close()
     print(
         f"deleted {counts['sync_log_rows']} sync-log rows and {counts['rejected_records']} "
         f"rejected records older than {args.older_than}"
@@ -262,14 +259,11 @@ async def status_command(args: argparse.Namespace) -> int:
     import json
 
     from breezeway_daemon import status
-    from breezeway_daemon.db.pool import create_pool
+    from breezeway_daemon.db.pool import open_pool
 
     settings = settings_from(args)
-    pool = await create_pool(settings, application_name="breezeway-daemon status", max_size=2)
-    try:
+    async with open_pool(settings, "breezeway-daemon status", max_size=2) as pool:
         statuses = await status.collect(pool, settings)
-    finally:
-        await pool.close()
     if args.json:
         print(json.dumps([s.as_json() for s in statuses], indent=2))
     else:
@@ -290,15 +284,12 @@ async def bundle_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from breezeway_daemon import bundle
-    from breezeway_daemon.db.pool import create_pool
+    from breezeway_daemon.db.pool import open_pool
 
     settings = settings_from(args)
     out = args.out or Path(f"breezeway-bundle-{datetime.now(UTC):%Y%m%d_%H%M}.tar.gz")
-    pool = await create_pool(settings, application_name="breezeway-daemon bundle", max_size=2)
-    try:
+    async with open_pool(settings, "breezeway-daemon bundle", max_size=2) as pool:
         names = await bundle.build(pool, settings, out)
-    finally:
-        await pool.close()
     print(f"wrote {out} ({', '.join(names)})")
     return 0
 

@@ -8,7 +8,8 @@ nothing is encoded twice.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -122,3 +123,15 @@ async def connect(
         return conn
 
     return await with_connect_retries(open_connection, settings)
+
+
+@asynccontextmanager
+async def open_pool(
+    settings: Settings, application_name: str, *, max_size: int | None = None
+) -> AsyncIterator[asyncpg.Pool]:
+    """``create_pool`` for the length of a ``with`` block (commands that run once)."""
+    pool = await create_pool(settings, application_name=application_name, max_size=max_size)
+    try:
+        yield pool
+    finally:
+        await pool.close()
