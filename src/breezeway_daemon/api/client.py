@@ -41,6 +41,7 @@ from breezeway_daemon.api.errors import (
     PermanentApiError,
     TransientApiError,
 )
+from breezeway_daemon.api.pacing import WINDOW_S as PACING_WINDOW_S
 from breezeway_daemon.api.pacing import Pacer
 from breezeway_daemon.api.tokens import TokenCache, retry_after_seconds
 from breezeway_daemon.config import Settings
@@ -251,6 +252,7 @@ class BreezewayClient:
             yield Page(answer, 1, 1, len(answer))
             return
         number = 1
+        full_page: int | None = None
         while True:
             query = {
                 **params,
@@ -270,8 +272,16 @@ class BreezewayClient:
             page = Page(
                 answer["results"], number, total_pages, _int_or_none(answer.get("total_results"))
             )
+            # The server may cap ``limit`` below what was asked: its answer says what a
+            # full page is. Without ``total_pages``, a short (or empty) page is the last.
+            full_page = _int_or_none(answer.get("limit")) or full_page or len(page.records)
             yield page
-            if not page.records or total_pages is None or number >= total_pages:
+            if not page.records:
+                return
+            if total_pages is not None:
+                if number >= total_pages:
+                    return
+            elif len(page.records) < full_page:
                 return
             number += 1
 
@@ -306,8 +316,18 @@ class BreezewayClient:
 class BreezewayApi:
     """What all regions share: the HTTP pool, the token cache, one pacer per credential."""
 
-    def __init__(self, settings: Settings, tokens_pool: Any, *, transport: Any = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        tokens_pool: Any,
+        *,
+        transport: Any = None,
+        pacing_window_s: float = PACING_WINDOW_S,
+    ) -> None:
+        """``pacing_window_s``: the rolling window ``requests_per_minute`` applies to (the
+        API's minute plus a margin); only tests shorten it."""
         self.settings = settings
+        self.pacing_window_s = pacing_window_s
         self.http = httpx.AsyncClient(
             base_url=settings.api_base_url,
             timeout=httpx.Timeout(settings.http_timeout_s),
@@ -324,23 +344,28 @@ class BreezewayApi:
         pacer = self._pacers.get(region)
         if pacer is None:
             pacer = self._pacers[region] = Pacer(
-                self.settings.requests_per_minute, self.settings.max_in_flight_per_credential
+                self.settings.requests_per_minute,
+                self.settings.max_in_flight_per_credential,
+                window_s=self.pacing_window_s,
             )
         return BreezewayClient(region, self.http, self.tokens, pacer, self.settings)
 
     def update_settings(self, settings: Settings) -> None:
-        """Take a reloaded configuration: new pacing applies to new clients."""
-        pacing_changed = (
-            settings.requests_per_minute != self.settings.requests_per_minute
-            or settings.max_in_flight_per_credential != self.settings.max_in_flight_per_credential
-        )
+        """Take a reloaded configuration.
+
+        New pacing applies at once to every client, running ones included: each
+        credential keeps its one pacer (and the requests it already counted), so a
+        reload never lets two pacers share a credential's limit.
+        """
         self.settings = settings
         self.tokens.update_settings(settings)
-        if pacing_changed:
-            self._pacers.clear()
-        for region in list(self._pacers):
+        for region, pacer in list(self._pacers.items()):
             if region not in settings.regions:
                 del self._pacers[region]
+            else:
+                pacer.reconfigure(
+                    settings.requests_per_minute, settings.max_in_flight_per_credential
+                )
 
     async def aclose(self) -> None:
         await self.http.aclose()

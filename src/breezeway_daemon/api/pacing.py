@@ -8,8 +8,8 @@ runs use that credential at once.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
-from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,28 +17,50 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
-# A quarter second more than the API's minute absorbs network jitter between our
-# clock (request start) and the server's (request arrival).
+# A quarter second more than the API's minute absorbs a difference between our
+# clock's rate and the server's.
 WINDOW_S = 60.25
 
 
 class Pacer:
     """Admits requests for one credential.
 
-    - At most ``requests_per_minute`` requests start in any rolling 60-second
-      window (a sliding log of start times, so the guarantee is exact).
+    - At most ``requests_per_minute`` requests in any rolling window of
+      ``window_s`` (default: the API's minute plus a margin), as the server
+      counts them: a request reaches the server at some moment between its start
+      and its answer, so a request holds its place in the window from its start
+      until ``window_s`` after its answer. However late a request arrives, the
+      server never sees more than the limit in one window. Tests shorten the
+      window to see the limit hold within seconds.
     - At most ``max_in_flight`` requests are outstanding at once.
     - After a 429, ``block_until`` holds every request of the credential until
       the API's reset time; the wait is shared, never stacked per request.
     """
 
-    def __init__(self, requests_per_minute: float | None, max_in_flight: int) -> None:
-        self.limit = int(requests_per_minute) if requests_per_minute else None
-        self._starts: deque[float] = deque()
+    def __init__(
+        self, requests_per_minute: float | None, max_in_flight: int, *, window_s: float = WINDOW_S
+    ) -> None:
+        # Below one request per window nothing could ever start: allow one.
+        self.limit = max(1, int(requests_per_minute)) if requests_per_minute else None
+        self.window_s = window_s
+        self._ended: list[float] = []  # a min-heap of when counted requests got their answer
+        self._open = 0  # counted requests still waiting for their answer
+        self._answered = asyncio.Event()
+        self.max_in_flight = max_in_flight
         self._slots = asyncio.Semaphore(max_in_flight)
         self._admit = asyncio.Lock()
         self._blocked_until = 0.0
         self.waited_s = 0.0
+
+    def reconfigure(self, requests_per_minute: float | None, max_in_flight: int) -> None:
+        """New limits from a reloaded configuration; what was counted stays counted.
+
+        Requests already in flight keep their places under the old in-flight cap.
+        """
+        self.limit = max(1, int(requests_per_minute)) if requests_per_minute else None
+        if max_in_flight != self.max_in_flight:
+            self.max_in_flight = max_in_flight
+            self._slots = asyncio.Semaphore(max_in_flight)
 
     @property
     def blocked_for(self) -> float:
@@ -56,23 +78,37 @@ class Pacer:
     async def slot(self) -> AsyncIterator[None]:
         """Wait for a place under every limit, then hold it for one request."""
         async with self._slots:
-            await self._wait_turn()
-            yield
+            counted = await self._wait_turn()
+            try:
+                yield
+            finally:
+                if counted:
+                    self._open -= 1
+                    heapq.heappush(self._ended, time.monotonic())
+                    self._answered.set()
 
-    async def _wait_turn(self) -> None:
-        # One admitter at a time keeps the log ordered and the waits fair (FIFO).
+    async def _wait_turn(self) -> bool:
+        """Wait for this request's turn; True when it counts against the rate limit."""
+        # One admitter at a time keeps the waits fair (FIFO).
         async with self._admit:
             while True:
                 now = time.monotonic()
                 wait = self._blocked_until - now
                 if self.limit is not None:
-                    while self._starts and now - self._starts[0] >= WINDOW_S:
-                        self._starts.popleft()
-                    if len(self._starts) >= self.limit:
-                        wait = max(wait, self._starts[0] + WINDOW_S - now)
+                    ended = self._ended
+                    while ended and ended[0] + self.window_s <= now:
+                        heapq.heappop(ended)
+                    if self._open + len(ended) >= self.limit:
+                        if not ended:
+                            # Every request of the window is still out: wait for an answer.
+                            self._answered.clear()
+                            await self._answered.wait()
+                            continue
+                        wait = max(wait, ended[0] + self.window_s - now)
                 if wait <= 0:
-                    if self.limit is not None:
-                        self._starts.append(now)
-                    return
+                    if self.limit is None:
+                        return False
+                    self._open += 1
+                    return True
                 self.waited_s += wait
                 await asyncio.sleep(wait)

@@ -6,7 +6,8 @@ token refresh") is never used again, even while the daemon runs.
 
 Renewing a token:
 - inside one process, one renewal per region at a time; concurrent callers wait
-  for it and share its result;
+  for it and share its result, a failure included (so a refused login or a hung
+  auth endpoint is met once, not once per waiting request);
 - across processes, under a transaction-scoped PostgreSQL advisory lock per
   region, re-reading the row first, so that two processes never both spend a
   rotating refresh token;
@@ -15,13 +16,17 @@ Renewing a token:
   for the 429's reset, never by hammering;
 - wrong or inactive credentials are a permanent ``CredentialsRejected`` stored
   in ``last_error``; the login is not tried again for that credential for
-  ``LOGIN_COOLDOWN_S`` (so a batch does not loop on it).
+  ``LOGIN_COOLDOWN_S`` (so a batch does not loop on it); a refresh answered
+  "inactive client" is final too (no login after it);
+- a token is renewed ``token_renew_margin_s`` before its expiry, or half-way
+  through its life when it lives less than twice that (never on every call).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import time
 from dataclasses import dataclass
@@ -84,9 +89,9 @@ class TokenCache:
         self.pool = pool
         self.http = http
         self.settings = settings
-        self._locks: dict[str, asyncio.Lock] = {}
         self._rejected: dict[str, tuple[str, float, str]] = {}  # region -> (fingerprint, when, why)
         self._auth_blocked_until: dict[str, float] = {}
+        self._renewals: dict[str, asyncio.Future[str]] = {}
         self.renewals = 0
 
     def update_settings(self, settings: Settings) -> None:
@@ -145,13 +150,18 @@ class TokenCache:
         if row["credential_fingerprint"] != credential_fingerprint(config):
             return None
         margin = timedelta(seconds=self.settings.token_renew_margin_s)
+        issued = row["last_refreshed_at"]
+        if issued is not None:
+            # A token that lives less than the margin would be renewed on every call.
+            lifetime = row["token_expires_at"] - issued
+            margin = max(timedelta(0), min(margin, lifetime / 2))
         if row["token_expires_at"] - margin <= datetime.now(UTC):
             return None
         return row["access_token"]
 
     async def _stored_token(self, region: str) -> str | None:
         row = await self.pool.fetchrow(
-            "SELECT access_token, token_expires_at, credential_fingerprint "
+            "SELECT access_token, token_expires_at, last_refreshed_at, credential_fingerprint "
             "FROM breezeway.api_tokens WHERE region_code = $1",
             region,
         )
@@ -159,41 +169,69 @@ class TokenCache:
 
     # --- renewing ---------------------------------------------------------------
     async def _renew(self, region: str, *, stale: str | None, force: bool = False) -> str:
+        """Join the region's renewal in progress, or start one.
+
+        Everyone waiting shares its outcome, a failure included: a refused login or an
+        auth endpoint that times out is met once, not once per waiting request.
+        """
         config = self._config(region)
         self._raise_if_rejected(region, config)
-        lock = self._locks.setdefault(region, asyncio.Lock())
-        async with lock:
-            # Another caller may have renewed while this one waited for the lock.
-            if not force:
-                current = await self._stored_token(region)
-                if current is not None and current != stale:
-                    return current
-            self._raise_if_rejected(region, config)
-            async with self.pool.acquire() as conn, conn.transaction():
+        running = self._renewals.get(region)
+        joined = running is not None
+        if running is None:
+            running = asyncio.ensure_future(self._renew_now(region, config, stale, force))
+            self._renewals[region] = running
+            running.add_done_callback(functools.partial(self._renewal_done, region))
+        # Shielded: a caller cancelled (a run's time limit) leaves the renewal to the others.
+        token = await asyncio.shield(running)
+        if joined and stale is not None and token == stale:
+            # The renewal joined kept the very token this caller saw refused: renew it.
+            return await self._renew(region, stale=stale, force=force)
+        return token
+
+    def _renewal_done(self, region: str, task: asyncio.Future[str]) -> None:
+        if self._renewals.get(region) is task:
+            del self._renewals[region]
+        if not task.cancelled():
+            task.exception()  # retrieved here too, in case every caller was cancelled
+
+    async def _renew_now(
+        self, region: str, config: RegionSettings, stale: str | None, force: bool
+    ) -> str:
+        # Another caller may have renewed since this one read the row.
+        if not force:
+            current = await self._stored_token(region)
+            if current is not None and current != stale:
+                return current
+        failure: AuthError | None = None
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))", TOKEN_LOCK_NAMESPACE, region
+            )
+            await conn.execute(
+                "INSERT INTO breezeway.api_tokens (region_code) VALUES ($1) "
+                "ON CONFLICT (region_code) DO NOTHING",
+                region,
+            )
+            row = await conn.fetchrow(
+                "SELECT * FROM breezeway.api_tokens WHERE region_code = $1", region
+            )
+            current = None if force else self._usable(row, config)
+            if current is not None and current != stale:
+                return current  # another process renewed it
+            try:
+                access, refresh = await self._obtain(region, config, row)
+            except AuthError as err:
+                # Stored, then raised once the transaction committed: raising inside it
+                # would roll the operator's only clue back.
+                failure = err
                 await conn.execute(
-                    "SELECT pg_advisory_xact_lock($1, hashtext($2))", TOKEN_LOCK_NAMESPACE, region
-                )
-                await conn.execute(
-                    "INSERT INTO breezeway.api_tokens (region_code) VALUES ($1) "
-                    "ON CONFLICT (region_code) DO NOTHING",
+                    "UPDATE breezeway.api_tokens SET last_error = $2, last_error_at = now() "
+                    "WHERE region_code = $1",
                     region,
+                    describe(err),
                 )
-                row = await conn.fetchrow(
-                    "SELECT * FROM breezeway.api_tokens WHERE region_code = $1", region
-                )
-                current = None if force else self._usable(row, config)
-                if current is not None and current != stale:
-                    return current  # another process renewed it
-                try:
-                    access, refresh = await self._obtain(region, config, row)
-                except AuthError as err:
-                    await conn.execute(
-                        "UPDATE breezeway.api_tokens SET last_error = $2, last_error_at = now() "
-                        "WHERE region_code = $1",
-                        region,
-                        describe(err),
-                    )
-                    raise
+            else:
                 await conn.execute(
                     """
                     UPDATE breezeway.api_tokens
@@ -210,9 +248,12 @@ class TokenCache:
                     jwt_expiry(refresh, REFRESH_TTL_FALLBACK) if refresh else None,
                     credential_fingerprint(config),
                 )
-            self.renewals += 1
-            log.info("token_renewed", region=region)
-            return access
+        if failure is not None:
+            log.warning("token_renewal_failed", region=region, error=describe(failure))
+            raise failure
+        self.renewals += 1
+        log.info("token_renewed", region=region)
+        return access
 
     def _raise_if_rejected(self, region: str, config: RegionSettings) -> None:
         rejected = self._rejected.get(region)
@@ -229,6 +270,20 @@ class TokenCache:
                 region=region,
             )
         del self._rejected[region]
+
+    def _reject(
+        self, region: str, config: RegionSettings, answer: dict[str, Any] | None
+    ) -> CredentialsRejected:
+        """Remember that the API refused this credential, and say why."""
+        error = answer.get("error") if answer else None
+        if error == "inactive client":
+            why = "inactive client"
+        elif error:
+            why = f"error: {error}"
+        else:
+            why = "no token in the answer"
+        self._rejected[region] = (credential_fingerprint(config), time.monotonic(), why)
+        return CredentialsRejected(f"invalid client credentials ({why})", region=region)
 
     async def _obtain(
         self, region: str, config: RegionSettings, row: asyncpg.Record | None
@@ -247,6 +302,9 @@ class TokenCache:
             )
             if answer is not None and answer.get("access_token"):
                 return answer["access_token"], answer.get("refresh_token")
+            if answer is not None and answer.get("error") == "inactive client":
+                # A login would say the same, after waiting out the auth rate limit.
+                raise self._reject(region, config, answer)
             log.info("token_refresh_refused", region=region)
         body = {
             "client_id": config.client_id,
@@ -254,14 +312,7 @@ class TokenCache:
         }
         answer = await self._auth_call(region, LOGIN_PATH, json=body)
         if not answer or not answer.get("access_token"):
-            why = "inactive client" if answer and answer.get("error") == "inactive client" else None
-            why = why or (
-                f"error: {answer['error']}"
-                if answer and answer.get("error")
-                else "no token in the answer"
-            )
-            self._rejected[region] = (credential_fingerprint(config), time.monotonic(), why)
-            raise CredentialsRejected(f"invalid client credentials ({why})", region=region)
+            raise self._reject(region, config, answer)
         return answer["access_token"], answer.get("refresh_token")
 
     async def _auth_call(self, region: str, path: str, **request: Any) -> dict[str, Any] | None:

@@ -1,0 +1,284 @@
+"""How fast the API client goes against the simulator over HTTP, and the rate it holds paced.
+
+    .venv/bin/python bench/client.py [--duration 8] [--in-flight 16]
+                                     [--paced-duration 15] [--paced-window 6]
+
+The simulator (one company at ``prod`` scale) runs in its own process, served by uvicorn on
+127.0.0.1; the client (``BreezewayApi``: token cache on PostgreSQL, pacer, retries, httpx) runs
+in this one. PostgreSQL: ``DATABASE_URL``, else 127.0.0.1:5432 as user postgres; a throwaway
+database is created, migrated and dropped.
+
+1. Pacing off (``requests_per_minute`` = 10^9, ``--in-flight`` requests in flight, simulator
+   limits off), for ``--duration`` s each: ``GET /companies`` (a tiny answer: the client's own
+   cost per request, a token lookup in PostgreSQL included) and ``GET /task/?home_id=..``
+   (a full page of 100 tasks, ~175 kB: what a task sync does).
+2. Pacing on (``requests_per_minute`` = 180, the default), for ``--paced-duration`` s: as many
+   ``GET /companies`` as the pacer admits. The window is ``--paced-window`` seconds (default 6:
+   180 per 6 s, so the test of the limiter takes seconds); ``--paced-window 60`` is the real
+   minute (run it with ``--paced-duration 70`` or more, the simulator's 200/min limit then on).
+   The simulator counts the requests it received in its busiest window of that length.
+
+Prints figures, then as the last line a JSON object. Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import random
+import secrets
+import sys
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+CLIENT_ID = "sim-client-1"
+PACING_MARGIN = 60.25 / 60  # the pacer's window is the API's plus this margin
+
+
+def _server_main(conn: Connection, seed: int) -> None:
+    from breezeway_daemon.simulator import Simulator, SimulatorServer
+
+    async def main() -> None:
+        sim = Simulator(companies=1, scale="prod", seed=seed)
+        sim.faults.data_rate_limit_per_minute = None
+        sim.faults.auth_rate_limit_per_minute = None
+        sim.prepare()
+        async with SimulatorServer(sim, host="127.0.0.1", port=0) as server:
+            conn.send(
+                {
+                    "base_url": server.base_url,
+                    "company": sim.companies[0].as_json(),
+                    "secret": sim.companies[0].client_secret,
+                    "properties": sorted(sim.data(sim.companies[0].company_id).properties),
+                }
+            )
+            loop = asyncio.get_running_loop()
+            stop = asyncio.Event()
+
+            def on_message() -> None:
+                try:
+                    command, arg = conn.recv()
+                except EOFError:
+                    command, arg = "stop", None
+                if command == "faults":
+                    sim.faults.update(**arg)
+                    conn.send(None)
+                elif command == "reset":
+                    sim.stats.reset()
+                    sim.data_limiter.reset()
+                    conn.send(None)
+                elif command == "stats":
+                    stats = sim.stats[CLIENT_ID]
+                    conn.send(
+                        {
+                            "data_requests": stats.data_requests,
+                            "rate_limited": stats.rate_limited,
+                            "max_in_window": sim.stats.max_requests_in_window(CLIENT_ID, arg),
+                        }
+                    )
+                else:
+                    stop.set()
+
+            loop.add_reader(conn.fileno(), on_message)
+            await stop.wait()
+            loop.remove_reader(conn.fileno())
+
+    asyncio.run(main())
+
+
+class Sim:
+    """The simulator process, driven over a pipe."""
+
+    def __init__(self, seed: int) -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_server_main, args=(child, seed), daemon=True)
+        self.proc.start()
+        if not self.conn.poll(300):
+            raise RuntimeError("simulator did not start within 300 s")
+        self.info: dict[str, Any] = self.conn.recv()
+
+    def ask(self, command: str, arg: Any = None) -> Any:
+        self.conn.send((command, arg))
+        return self.conn.recv()
+
+    def close(self) -> None:
+        self.conn.send(("stop", None))
+        self.proc.join(10)
+
+
+async def _database(server_url: str) -> tuple[str, Any]:
+    from urllib.parse import urlsplit, urlunsplit
+
+    from breezeway_daemon.db import migrations
+
+    name = f"bw_bench_{os.getpid()}_{secrets.token_hex(3)}"
+    conn = await asyncpg.connect(server_url)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    url = urlunsplit(urlsplit(server_url)._replace(path="/" + name))
+    conn = await asyncpg.connect(url)
+    await migrations.migrate(conn)
+    await conn.close()
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(server_url)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
+
+    return url, drop
+
+
+async def _load(client: Any, duration_s: float, workers: int, request: Any) -> dict[str, float]:
+    """``workers`` loops of ``request(client)`` for ``duration_s``; answers counts."""
+    done = {"requests": 0, "errors": 0}
+    deadline = time.perf_counter() + duration_s
+
+    async def worker() -> None:
+        while time.perf_counter() < deadline:
+            try:
+                await request(client)
+            except Exception:  # a benchmark counts failures, it does not stop on them
+                done["errors"] += 1
+            else:
+                done["requests"] += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    elapsed = time.perf_counter() - started
+    return {**done, "elapsed_s": elapsed, "per_s": done["requests"] / elapsed}
+
+
+async def run(args: argparse.Namespace, sim: Sim) -> dict[str, Any]:
+    from breezeway_daemon.api.client import BreezewayApi
+    from breezeway_daemon.config import load_settings
+    from breezeway_daemon.db.pool import create_pool
+
+    server_url = os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
+    database_url, drop = await _database(server_url)
+    company = sim.info["company"]
+    homes: list[int] = sim.info["properties"]
+    rng = random.Random(args.seed)
+
+    def settings(**overrides: Any) -> Any:
+        values: dict[str, Any] = {
+            "database_url": database_url,
+            "state_dir": Path("/tmp"),
+            "api_base_url": sim.info["base_url"],
+            "regions": {
+                "bench": {
+                    "client_id": CLIENT_ID,
+                    "client_secret": sim.info["secret"],
+                    "company_id": company["id"],
+                }
+            },
+        }
+        values.update(overrides)
+        return load_settings(Path("/nonexistent/bench.env"), **values)
+
+    async def companies(client: Any) -> None:
+        await client.get("/companies")
+
+    async def task_page(client: Any) -> None:
+        await client.get("/task/", {"home_id": rng.choice(homes), "limit": 100})
+
+    results: dict[str, Any] = {}
+    try:
+        unpaced = settings(requests_per_minute=1e9, max_in_flight_per_credential=args.in_flight)
+        pool = await create_pool(unpaced, max_size=4)
+        try:
+            api = BreezewayApi(unpaced, pool)
+            client = api.client("bench")
+            await client.get("/companies")  # log in once
+            # Warm the simulator's task rendering so the figure is the steady state.
+            await _load(client, 3, args.in_flight, task_page)
+            for name, request in (("companies", companies), ("task_page", task_page)):
+                sim.ask("reset")
+                figures = await _load(client, args.duration, args.in_flight, request)
+                results[f"unpaced_{name}_per_s"] = round(figures["per_s"], 1)
+                results[f"unpaced_{name}_errors"] = figures["errors"]
+                print(
+                    f"pacing off, {args.in_flight} in flight, GET {name}: "
+                    f"{figures['per_s']:.0f} requests/s "
+                    f"({figures['requests']:.0f} in {figures['elapsed_s']:.1f} s, "
+                    f"{figures['errors']:.0f} errors)"
+                )
+            # Baseline: bare httpx on the same connection pool, same token, no client logic.
+            token = await api.tokens.get("bench")
+            headers = {"Authorization": f"JWT {token}"}
+
+            async def bare(http: Any) -> None:
+                answer = await http.get("/public/inventory/v1/companies", headers=headers)
+                answer.raise_for_status()
+
+            figures = await _load(api.http, args.duration, args.in_flight, bare)
+            results["bare_httpx_companies_per_s"] = round(figures["per_s"], 1)
+            print(f"bare httpx (baseline), GET companies: {figures['per_s']:.0f} requests/s")
+            await api.aclose()
+
+            window = args.paced_window
+            if window >= 60:
+                sim.ask("faults", {"data_rate_limit_per_minute": 200})
+            sim.ask("reset")
+            paced = settings(requests_per_minute=180)
+            api = BreezewayApi(paced, pool, pacing_window_s=window * PACING_MARGIN)
+            client = api.client("bench")
+            figures = await _load(client, args.paced_duration, args.in_flight, companies)
+            await api.aclose()
+            seen = sim.ask("stats", window)
+            limit_per_s = 180 / window
+            results.update(
+                paced_limit=180,
+                paced_window_s=window,
+                paced_max_in_window=seen["max_in_window"],
+                paced_per_s=round(figures["per_s"], 2),
+                paced_limit_per_s=round(limit_per_s, 2),
+                paced_rate_limited=seen["rate_limited"],
+                paced_duration_s=round(figures["elapsed_s"], 1),
+            )
+            print(
+                f"pacing on, 180 per {window:g} s: the simulator saw at most "
+                f"{seen['max_in_window']} requests in any {window:g} s window; "
+                f"{figures['per_s']:.1f} requests/s over {figures['elapsed_s']:.1f} s "
+                f"(limit {limit_per_s:.1f}/s; the first window's burst is in it), "
+                f"{seen['rate_limited']} answered 429"
+            )
+        finally:
+            await pool.close()
+    finally:
+        await drop()
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per unpaced load")
+    parser.add_argument("--in-flight", type=int, default=16, help="requests in flight (max 64)")
+    parser.add_argument("--paced-duration", type=float, default=15.0)
+    parser.add_argument("--paced-window", type=float, default=6.0, help="60 for the real minute")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    import logging
+
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    sim = Sim(args.seed)
+    try:
+        print(f"simulator: prod scale, 1 company, at {sim.info['base_url']} (own process)")
+        results = asyncio.run(run(args, sim))
+    finally:
+        sim.close()
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
