@@ -54,3 +54,26 @@ class SimEnv:
     def regions(self) -> dict[str, int]:
         """Region name -> company id."""
         return {name: config.company_id for name, config in self.settings.regions.items()}  # type: ignore[misc]
+
+
+def env_file_text(
+    sim_env: SimEnv,
+    *,
+    database_url: str | None = None,
+    secrets: dict[str, str] | None = None,
+    **settings: object,
+) -> str:
+    """An env file for ``sim_env``: the database, the API, its regions, then ``settings``
+    as ``BREEZEWAY_<NAME>=value`` lines. ``secrets`` replaces regions' client secrets."""
+    s = sim_env.settings
+    lines = [f"DATABASE_URL={database_url or s.dsn()}", f"BREEZEWAY_API_BASE_URL={s.api_base_url}"]
+    for name, config in regions_for(sim_env.sim).items():
+        prefix = f"BREEZEWAY_REGIONS__{name.upper()}__"
+        secret = (secrets or {}).get(name, config["client_secret"])
+        lines += [
+            f"{prefix}CLIENT_ID={config['client_id']}",
+            f"{prefix}CLIENT_SECRET={secret}",
+            f"{prefix}COMPANY_ID={config['company_id']}",
+        ]
+    lines += [f"BREEZEWAY_{key.upper()}={value}" for key, value in settings.items()]
+    return "\n".join(lines) + "\n"

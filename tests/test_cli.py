@@ -25,7 +25,7 @@ from breezeway_daemon.entities import ENTITY_NAMES
 from breezeway_daemon.sync import SyncContext, run_batch
 
 from groundtruth import differences
-from simenv import SimEnv, regions_for
+from simenv import SimEnv, env_file_text, regions_for
 
 BIN = Path(sys.executable).with_name("breezeway-daemon")
 CLI_TIMEOUT_S = 60
@@ -71,30 +71,21 @@ async def run_cli(env_file: Path, *args: str, **extra_env: str) -> Result:
     return Result(proc.returncode or 0, out.decode(), err.decode())
 
 
-def env_file_text(sim_env: SimEnv, state_dir: Path, *, database_url: str | None = None,
-                  secrets: dict[str, str] | None = None, **settings: object) -> str:  # fmt: skip
-    s = sim_env.settings
-    lines = [
-        f"DATABASE_URL={database_url or s.dsn()}",
-        f"BREEZEWAY_API_BASE_URL={s.api_base_url}",
-        f"BREEZEWAY_STATE_DIR={state_dir}",
-        "BREEZEWAY_REQUESTS_PER_MINUTE=100000",
-        "BREEZEWAY_MAX_IN_FLIGHT_PER_CREDENTIAL=8",
-        "BREEZEWAY_HTTP_TIMEOUT_S=5",
-        "BREEZEWAY_HTTP_MAX_ATTEMPTS=2",
-        "BREEZEWAY_HTTP_RETRY_BUDGET_S=3",
-        "BREEZEWAY_HEARTBEAT_S=1",
-    ]
-    for name, config in regions_for(sim_env.sim).items():
-        prefix = f"BREEZEWAY_REGIONS__{name.upper()}__"
-        secret = (secrets or {}).get(name, config["client_secret"])
-        lines += [
-            f"{prefix}CLIENT_ID={config['client_id']}",
-            f"{prefix}CLIENT_SECRET={secret}",
-            f"{prefix}COMPANY_ID={config['company_id']}",
-        ]
-    lines += [f"BREEZEWAY_{key.upper()}={value}" for key, value in settings.items()]
-    return "\n".join(lines) + "\n"
+CLI_DEFAULTS: dict[str, object] = {
+    "requests_per_minute": 100000,
+    "max_in_flight_per_credential": 8,
+    "http_timeout_s": 5,
+    "http_max_attempts": 2,
+    "http_retry_budget_s": 3,
+    "heartbeat_s": 1,
+}
+
+
+def cli_env_file_text(sim_env: SimEnv, state_dir: Path, **options: object) -> str:
+    database_url = options.pop("database_url", None)
+    secrets = options.pop("secrets", None)
+    settings = {"state_dir": state_dir, **CLI_DEFAULTS, **options}
+    return env_file_text(sim_env, database_url=database_url, secrets=secrets, **settings)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -110,7 +101,7 @@ class Cli:
         return self.dir / "state"
 
     def configure(self, **kwargs: object) -> None:
-        self.env_file.write_text(env_file_text(self.sim_env, self.state_dir, **kwargs))
+        self.env_file.write_text(cli_env_file_text(self.sim_env, self.state_dir, **kwargs))
         self.env_file.chmod(0o600)
 
     async def __call__(self, *args: str) -> Result:

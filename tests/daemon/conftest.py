@@ -17,7 +17,7 @@ import pytest
 
 from breezeway_daemon.simulator import Simulator, SimulatorServer
 
-from simenv import SimEnv, regions_for
+from simenv import SimEnv, env_file_text
 
 BIN = Path(sys.executable).with_name("breezeway-daemon")
 WAIT_S = 60.0
@@ -73,7 +73,9 @@ class DaemonProcess:
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("BREEZEWAY_", "DATABASE_URL"))}
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("BREEZEWAY_", "DATABASE_URL"))
+        }
         env.update(
             BREEZEWAY_ENV_FILE=str(self.env_file),
             NOTIFY_SOCKET=str(self.notify.path),
@@ -82,7 +84,11 @@ class DaemonProcess:
         )
         env.pop("JOURNAL_STREAM", None)
         self.proc = await asyncio.create_subprocess_exec(
-            str(BIN), "serve", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+            str(BIN),
+            "serve",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
         self._reader = asyncio.get_running_loop().create_task(self._read())
 
@@ -112,10 +118,14 @@ class DaemonProcess:
                 while True:
                     for index in range(after, len(self.events)):
                         event = self.events[index]
-                        if event.get("event") == name and all(event.get(k) == v for k, v in fields.items()):
+                        if event.get("event") == name and all(
+                            event.get(k) == v for k, v in fields.items()
+                        ):
                             return index
                     if self.proc is not None and self.proc.returncode is not None:
-                        raise AssertionError(f"daemon exited while waiting for {name}: {self.raw_lines[-20:]}")
+                        raise AssertionError(
+                            f"daemon exited while waiting for {name}: {self.raw_lines[-20:]}"
+                        )
                     await self._arrived.wait()
 
     def signal(self, sig: signal.Signals) -> None:
@@ -139,26 +149,21 @@ class DaemonProcess:
             self._reader.cancel()
 
 
+DAEMON_DEFAULTS: dict[str, str] = {
+    "requests_per_minute": "100000",
+    "heartbeat_s": "1",
+    "http_timeout_s": "5",
+    "http_retry_budget_s": "20",
+    # Far from now: batches run when a test asks (SIGUSR1), not by the clock.
+    "hourly_cron": "0 0 1 1 *",
+    "daily_cron": "0 0 1 1 *",
+}
+
+
 def env_lines(sim_env: SimEnv, **settings: str) -> str:
-    s = sim_env.settings
-    lines = [
-        f"DATABASE_URL={s.dsn()}",
-        f"BREEZEWAY_API_BASE_URL={s.api_base_url}",
-        f"BREEZEWAY_STATE_DIR={s.state_dir}",
-        "BREEZEWAY_REQUESTS_PER_MINUTE=100000",
-        "BREEZEWAY_HEARTBEAT_S=1",
-        "BREEZEWAY_HTTP_TIMEOUT_S=5",
-        "BREEZEWAY_HTTP_RETRY_BUDGET_S=20",
-        # Far from now: batches run when a test asks (SIGUSR1), not by the clock.
-        "BREEZEWAY_HOURLY_CRON=0 0 1 1 *",
-        "BREEZEWAY_DAILY_CRON=0 0 1 1 *",
-    ]
-    for name, config in regions_for(sim_env.sim).items():
-        prefix = f"BREEZEWAY_REGIONS__{name.upper()}__"
-        lines += [f"{prefix}CLIENT_ID={config['client_id']}", f"{prefix}CLIENT_SECRET={config['client_secret']}",
-                  f"{prefix}COMPANY_ID={config['company_id']}"]  # fmt: skip
-    lines += [f"BREEZEWAY_{key.upper()}={value}" for key, value in settings.items()]
-    return "\n".join(lines) + "\n"
+    """The daemon's env file for ``sim_env``, with ``settings`` over the test defaults."""
+    values = {"state_dir": str(sim_env.settings.state_dir), **DAEMON_DEFAULTS, **settings}
+    return env_file_text(sim_env, **values)
 
 
 @pytest.fixture

@@ -14,7 +14,9 @@ from simenv import SimEnv
 
 
 async def running_rows(pool: asyncpg.Pool) -> int:
-    return await pool.fetchval("SELECT count(*) FROM breezeway.etl_sync_log WHERE sync_status = 'running'")
+    return await pool.fetchval(
+        "SELECT count(*) FROM breezeway.etl_sync_log WHERE sync_status = 'running'"
+    )
 
 
 async def test_ready_then_watchdog_pings_at_half_the_interval(
@@ -35,7 +37,9 @@ async def test_ready_then_watchdog_pings_at_half_the_interval(
 async def test_batch_on_sigusr1_stores_the_truth(
     daemon_factory, notify_socket: NotifySocket, sim_env: SimEnv, clean_db: asyncpg.Pool
 ) -> None:
-    daemon: DaemonProcess = await daemon_factory(hourly_entities="properties,reservations,tasks,people,supplies,tags")
+    daemon: DaemonProcess = await daemon_factory(
+        hourly_entities="properties,reservations,tasks,people,supplies,tags"
+    )
     await daemon.wait_event("daemon_ready")
     daemon.signal(signal.SIGUSR1)
     finished = daemon.events[await daemon.wait_event("batch_finished", kind="hourly")]
@@ -79,7 +83,9 @@ async def test_sighup_applies_a_valid_change_and_keeps_running_on_an_invalid_one
     assert await daemon.wait_exit(30) == 0
 
 
-@pytest.mark.parametrize("grace", ["5", "0"], ids=["stops-between-batches", "cancelled-after-grace"])
+@pytest.mark.parametrize(
+    "grace", ["5", "0"], ids=["stops-between-batches", "cancelled-after-grace"]
+)
 async def test_sigterm_during_a_sync_exits_cleanly_with_no_running_rows(
     daemon_factory, sim_env: SimEnv, clean_db: asyncpg.Pool, grace: str
 ) -> None:
@@ -123,6 +129,11 @@ async def test_sigkill_during_a_sync_then_restart_reaps_and_completes(
     restarted.signal(signal.SIGUSR1)
     finished = restarted.events[await restarted.wait_event("batch_finished", kind="hourly")]
     assert finished["failed"] == 0
-    assert await differences(clean_db, sim_env.sim, sim_env.regions, ("properties", "reservations", "tasks")) == []
+    assert (
+        await differences(
+            clean_db, sim_env.sim, sim_env.regions, ("properties", "reservations", "tasks")
+        )
+        == []
+    )
     restarted.signal(signal.SIGTERM)
     assert await restarted.wait_exit(30) == 0
