@@ -37,6 +37,8 @@ def settings_for(base: Settings, sim: Simulator, base_url: str, **overrides: obj
         "http_timeout_s": 5,
         "http_retry_budget_s": 20,
         "heartbeat_s": 1,
+        # A run that hangs fails in minutes, not after the production default hour.
+        "max_run_minutes": 3,
     }
     values.update(overrides)
     return load_settings(Path("/nonexistent/bw-test.env"), **values)
