@@ -26,92 +26,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing as mp
 import os
 import random
 import secrets
 import sys
 import time
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-CLIENT_ID = "sim-client-1"
+from simprocess import SimProcess
+
 PACING_MARGIN = 60.25 / 60  # the pacer's window is the API's plus this margin
-
-
-def _server_main(conn: Connection, seed: int) -> None:
-    from breezeway_daemon.simulator import Simulator, SimulatorServer
-
-    async def main() -> None:
-        sim = Simulator(companies=1, scale="prod", seed=seed)
-        sim.faults.data_rate_limit_per_minute = None
-        sim.faults.auth_rate_limit_per_minute = None
-        sim.prepare()
-        async with SimulatorServer(sim, host="127.0.0.1", port=0) as server:
-            conn.send(
-                {
-                    "base_url": server.base_url,
-                    "company": sim.companies[0].as_json(),
-                    "secret": sim.companies[0].client_secret,
-                    "properties": sorted(sim.data(sim.companies[0].company_id).properties),
-                }
-            )
-            loop = asyncio.get_running_loop()
-            stop = asyncio.Event()
-
-            def on_message() -> None:
-                try:
-                    command, arg = conn.recv()
-                except EOFError:
-                    command, arg = "stop", None
-                if command == "faults":
-                    sim.faults.update(**arg)
-                    conn.send(None)
-                elif command == "reset":
-                    sim.stats.reset()
-                    sim.data_limiter.reset()
-                    conn.send(None)
-                elif command == "stats":
-                    stats = sim.stats[CLIENT_ID]
-                    conn.send(
-                        {
-                            "data_requests": stats.data_requests,
-                            "rate_limited": stats.rate_limited,
-                            "max_in_window": sim.stats.max_requests_in_window(CLIENT_ID, arg),
-                        }
-                    )
-                else:
-                    stop.set()
-
-            loop.add_reader(conn.fileno(), on_message)
-            await stop.wait()
-            loop.remove_reader(conn.fileno())
-
-    asyncio.run(main())
-
-
-class Sim:
-    """The simulator process, driven over a pipe."""
-
-    def __init__(self, seed: int) -> None:
-        ctx = mp.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_server_main, args=(child, seed), daemon=True)
-        self.proc.start()
-        if not self.conn.poll(300):
-            raise RuntimeError("simulator did not start within 300 s")
-        self.info: dict[str, Any] = self.conn.recv()
-
-    def ask(self, command: str, arg: Any = None) -> Any:
-        self.conn.send((command, arg))
-        return self.conn.recv()
-
-    def close(self) -> None:
-        self.conn.send(("stop", None))
-        self.proc.join(10)
 
 
 async def _database(server_url: str) -> tuple[str, Any]:
@@ -156,29 +83,23 @@ async def _load(client: Any, duration_s: float, workers: int, request: Any) -> d
     return {**done, "elapsed_s": elapsed, "per_s": done["requests"] / elapsed}
 
 
-async def run(args: argparse.Namespace, sim: Sim) -> dict[str, Any]:
+async def run(args: argparse.Namespace, sim: SimProcess) -> dict[str, Any]:
     from breezeway_daemon.api.client import BreezewayApi
     from breezeway_daemon.config import load_settings
     from breezeway_daemon.db.pool import create_pool
 
     server_url = os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
     database_url, drop = await _database(server_url)
-    company = sim.info["company"]
-    homes: list[int] = sim.info["properties"]
+    company = sim.companies[0]
+    homes = company.property_ids
     rng = random.Random(args.seed)
 
     def settings(**overrides: Any) -> Any:
         values: dict[str, Any] = {
             "database_url": database_url,
             "state_dir": Path("/tmp"),
-            "api_base_url": sim.info["base_url"],
-            "regions": {
-                "bench": {
-                    "client_id": CLIENT_ID,
-                    "client_secret": sim.info["secret"],
-                    "company_id": company["id"],
-                }
-            },
+            "api_base_url": sim.base_url,
+            "regions": {"bench": company.credentials()},
         }
         values.update(overrides)
         return load_settings(Path("/nonexistent/bench.env"), **values)
@@ -200,7 +121,7 @@ async def run(args: argparse.Namespace, sim: Sim) -> dict[str, Any]:
             # Warm the simulator's task rendering so the figure is the steady state.
             await _load(client, 3, args.in_flight, task_page)
             for name, request in (("companies", companies), ("task_page", task_page)):
-                sim.ask("reset")
+                sim.reset()
                 figures = await _load(client, args.duration, args.in_flight, request)
                 results[f"unpaced_{name}_per_s"] = round(figures["per_s"], 1)
                 results[f"unpaced_{name}_errors"] = figures["errors"]
@@ -225,19 +146,19 @@ async def run(args: argparse.Namespace, sim: Sim) -> dict[str, Any]:
 
             window = args.paced_window
             if window >= 60:
-                sim.ask("faults", {"data_rate_limit_per_minute": 200})
-            sim.ask("reset")
+                sim.set_faults(data_rate_limit_per_minute=200)
+            sim.reset()
             paced = settings(requests_per_minute=180)
             api = BreezewayApi(paced, pool, pacing_window_s=window * PACING_MARGIN)
             client = api.client("bench")
             figures = await _load(client, args.paced_duration, args.in_flight, companies)
             await api.aclose()
-            seen = sim.ask("stats", window)
+            seen = sim.stats(window)[company.client_id]
             limit_per_s = 180 / window
             results.update(
                 paced_limit=180,
                 paced_window_s=window,
-                paced_max_in_window=seen["max_in_window"],
+                paced_max_in_window=seen["max_requests_in_window"],
                 paced_per_s=round(figures["per_s"], 2),
                 paced_limit_per_s=round(limit_per_s, 2),
                 paced_rate_limited=seen["rate_limited"],
@@ -245,7 +166,7 @@ async def run(args: argparse.Namespace, sim: Sim) -> dict[str, Any]:
             )
             print(
                 f"pacing on, 180 per {window:g} s: the simulator saw at most "
-                f"{seen['max_in_window']} requests in any {window:g} s window; "
+                f"{seen['max_requests_in_window']} requests in any {window:g} s window; "
                 f"{figures['per_s']:.1f} requests/s over {figures['elapsed_s']:.1f} s "
                 f"(limit {limit_per_s:.1f}/s; the first window's burst is in it), "
                 f"{seen['rate_limited']} answered 429"
@@ -270,12 +191,9 @@ def main() -> int:
     import structlog
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    sim = Sim(args.seed)
-    try:
-        print(f"simulator: prod scale, 1 company, at {sim.info['base_url']} (own process)")
+    with SimProcess(1, "prod", args.seed, data_rate_limit=None, auth_limit=None) as sim:
+        print(f"simulator: prod scale, 1 company, at {sim.base_url} (own process)")
         results = asyncio.run(run(args, sim))
-    finally:
-        sim.close()
     print(json.dumps(results))
     return 0
 

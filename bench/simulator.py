@@ -31,40 +31,9 @@ from typing import Any
 import httpx
 import orjson
 
+from simprocess import SimProcess
+
 SCALE = "prod"
-
-
-def _server_main(conn: Connection, companies: int, seed: int) -> None:
-    from breezeway_daemon.simulator import Simulator, SimulatorServer
-
-    async def main() -> None:
-        sim = Simulator(companies=companies, scale=SCALE, seed=seed)
-        sim.faults.data_rate_limit_per_minute = None
-        sim.faults.auth_rate_limit_per_minute = None
-        started = time.perf_counter()
-        sim.prepare()
-        generated_s = time.perf_counter() - started
-        async with SimulatorServer(sim, host="127.0.0.1", port=0) as server:
-            conn.send({"base_url": server.base_url, "generate_s": generated_s})
-            loop = asyncio.get_running_loop()
-            stop = asyncio.Event()
-
-            def on_message() -> None:
-                try:
-                    message = conn.recv()
-                except EOFError:
-                    message = "stop"
-                if message == "cpu":
-                    times = os.times()
-                    conn.send(times.user + times.system)
-                else:
-                    stop.set()
-
-            loop.add_reader(conn.fileno(), on_message)
-            await stop.wait()
-            loop.remove_reader(conn.fileno())
-
-    asyncio.run(main())
 
 
 async def _login(client: httpx.AsyncClient) -> dict[str, str]:
@@ -159,17 +128,15 @@ def main() -> int:
     args = parser.parse_args()
 
     ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    server = ctx.Process(target=_server_main, args=(child, 1, args.seed), daemon=True)
-    server.start()
     try:
-        if not parent.poll(300):
-            print("simulator did not start within 300 s", file=sys.stderr)
-            return 1
-        info = parent.recv()
-        base_url = info["base_url"]
+        sim = SimProcess(1, SCALE, args.seed, data_rate_limit=None, auth_limit=None)
+    except RuntimeError as error:
+        print(error, file=sys.stderr)
+        return 1
+    with sim:
+        base_url = sim.base_url
         print(
-            f"simulator: {SCALE} scale, 1 company, generated in {info['generate_s']:.1f} s, at {base_url}"
+            f"simulator: {SCALE} scale, 1 company, generated in {sim.prepare_s:.1f} s, at {base_url}"
         )
 
         async def discover() -> list[int]:
@@ -185,8 +152,7 @@ def main() -> int:
             f" {warm['requests'] / warm['elapsed_s']:.0f} requests/s"
         )
 
-        parent.send("cpu")
-        cpu_before = parent.recv()
+        cpu_before = sim.cpu_s()
         results = []
         procs = []
         for n in range(args.client_procs):
@@ -200,13 +166,7 @@ def main() -> int:
         for proc, recv in procs:
             results.append(recv.recv())
             proc.join()
-        parent.send("cpu")
-        server_cpu_s = parent.recv() - cpu_before
-    finally:
-        parent.send("stop")
-        server.join(10)
-        if server.is_alive():
-            server.terminate()
+        server_cpu_s = sim.cpu_s() - cpu_before
 
     requests = sum(r["requests"] for r in results)
     errors = sum(r["errors"] for r in results)

@@ -27,20 +27,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import multiprocessing as mp
 import os
 import resource
 import secrets
 import sys
 import tempfile
 import time
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import orjson
+
+from simprocess import SimProcess
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -63,89 +63,6 @@ SCALE = Scale(
 # for the delay between a request's start on our side and its arrival being counted there.
 CLIENT_SHARE = 0.95
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-# --- the simulator, in its own process ------------------------------------------------
-def _simulator_main(conn: Connection, companies: int, seed: int, latency: float, rate: int) -> None:
-    from breezeway_daemon.simulator import Simulator, SimulatorServer
-
-    async def main() -> None:
-        sim = Simulator(companies=companies, scale=SCALE, seed=seed)
-        sim.faults.latency_s = latency
-        sim.faults.data_rate_limit_per_minute = rate
-        sim.prepare()
-        async with SimulatorServer(sim, host="127.0.0.1", port=0) as server:
-            conn.send(
-                {
-                    "base_url": server.base_url,
-                    "regions": {
-                        f"region_{c.index}": {
-                            "client_id": c.client_id,
-                            "client_secret": c.client_secret,
-                            "company_id": c.company_id,
-                        }
-                        for c in sim.companies
-                    },
-                }
-            )
-            loop = asyncio.get_running_loop()
-            stop = asyncio.Event()
-
-            def on_message() -> None:
-                try:
-                    command, *args = conn.recv()
-                except EOFError:
-                    command, args = "stop", []
-                if command == "advance":
-                    # An hour later the rate-limit window of the full run is long gone.
-                    sim.data_limiter.reset()
-                    done = sim.advance(hours=args[0])
-                    conn.send({str(k): v for k, v in done.items()})
-                elif command == "stats":
-                    conn.send(
-                        {
-                            client: {
-                                "data_requests": s.data_requests,
-                                "rate_limited": s.rate_limited,
-                                "max_in_60s": sim.stats.max_requests_in_window(client),
-                            }
-                            for client, s in sim.stats.clients.items()
-                        }
-                    )
-                else:
-                    stop.set()
-
-            loop.add_reader(conn.fileno(), on_message)
-            await stop.wait()
-            loop.remove_reader(conn.fileno())
-
-    asyncio.run(main())
-
-
-class SimulatorProcess:
-    def __init__(self, companies: int, seed: int, latency: float, rate: int) -> None:
-        self.conn, child = mp.Pipe()
-        self.process = mp.get_context("fork").Process(
-            target=_simulator_main, args=(child, companies, seed, latency, rate), daemon=True
-        )
-        self.process.start()
-        self.info: dict[str, Any] = self.conn.recv()
-
-    async def ask(self, *message: Any) -> Any:
-        def exchange() -> Any:
-            self.conn.send(message)
-            return self.conn.recv()
-
-        return await asyncio.to_thread(exchange)
-
-    def stop(self) -> None:
-        try:
-            self.conn.send(("stop",))
-        except OSError:
-            pass
-        self.process.join(10)
-        if self.process.is_alive():
-            self.process.kill()
 
 
 # --- the database -----------------------------------------------------------------------
@@ -199,13 +116,15 @@ def report_failures(label: str, results: list[RunResult]) -> None:
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     server = os.environ.get("DATABASE_URL") or LOCAL_SERVER
     database = await create_database(server)
-    sim = SimulatorProcess(args.companies, args.seed, args.latency, args.rate)
+    sim = SimProcess(
+        args.companies, SCALE, args.seed, latency_s=args.latency, data_rate_limit=args.rate
+    )
     try:
         settings = load_settings(
             Path("/nonexistent/bw-bench.env"),
             database_url=database,
-            api_base_url=sim.info["base_url"],
-            regions=sim.info["regions"],
+            api_base_url=sim.base_url,
+            regions={f"region_{c.index}": c.credentials() for c in sim.companies},
             state_dir=Path(tempfile.mkdtemp(prefix="bw-bench-sync-")),
             requests_per_minute=args.client_rate or args.rate * CLIENT_SHARE,
             max_in_flight_per_credential=8,
@@ -219,16 +138,16 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             started = time.perf_counter()
             full = await run_batch(ctx, regions, ENTITY_NAMES, trigger="bench")
             wall = time.perf_counter() - started
-        after_full = await sim.ask("stats")
+        after_full = await asyncio.to_thread(sim.stats)
         report_failures("full", full)
 
-        advanced = await sim.ask("advance", 1.0)
+        advanced = await asyncio.to_thread(sim.advance, 1.0)
         # A new context (as the next hourly job finds it): its pacers start with an empty window.
         async with SyncContext.open(settings, application_name="bench-sync") as ctx:
             started = time.perf_counter()
             incremental = await run_batch(ctx, regions, ENTITY_NAMES, trigger="bench")
             incremental_wall = time.perf_counter() - started
-            after_incremental = await sim.ask("stats")
+            after_incremental = await asyncio.to_thread(sim.stats)
             report_failures("incremental", incremental)
     finally:
         sim.stop()
@@ -255,7 +174,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     print(f"rate-limit bound: {bound:6.1f} s  (max calls per region / {rate_per_s:.2f} per s); "
           f"rolling-window bound {window_bound:.1f} s; wall/bound {wall / bound:.3f}")  # fmt: skip
     print(f"simulator saw:   {sum(s['data_requests'] for s in after_full.values())} data requests, "
-          f"max {max(s['max_in_60s'] for s in after_full.values())} of one credential in 60 s, "
+          f"max {max(s['max_requests_in_window'] for s in after_full.values())} of one credential in 60 s, "
           f"{full_429s} answered 429 (with the incremental run: {client_429s})")  # fmt: skip
     print(
         f"incremental:     {incremental_wall:7.1f} s  {incremental_calls} API calls, "
