@@ -75,6 +75,26 @@ async def migrate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("grant-readonly")
+async def grant_readonly_command(args: argparse.Namespace) -> int:
+    """Grant a role read access (the entity tables, sync log, cursors, rejected records; never api_tokens)."""
+    from breezeway_daemon.db import migrations
+    from breezeway_daemon.db.pool import connect
+
+    settings = settings_from(args)
+    conn = await connect(settings, application_name="breezeway-daemon grant-readonly")
+    try:
+        tables = await migrations.grant_readonly(conn, args.role)
+    except ValueError as err:
+        raise CommandFailed(str(err), code=2) from None
+    except migrations.RoleMissing as err:
+        raise CommandFailed(str(err)) from None
+    finally:
+        await conn.close()
+    print(f"{args.role} can read breezeway.{', breezeway.'.join(tables)} (not api_tokens)")
+    return 0
+
+
 def _regions(settings: Settings, which: str) -> list[str]:
     """``all`` (every enabled region) or one configured region."""
     if which == "all":
@@ -338,6 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--quiet", action="store_true", help="validate only; print nothing when valid"
     )
     sub.add_parser("migrate", help=migrate_command.__doc__)
+    grant = sub.add_parser("grant-readonly", help=grant_readonly_command.__doc__)
+    grant.add_argument("role", nargs="?", default="breezeway_readonly",
+                       help="an existing role (default: breezeway_readonly)")  # fmt: skip
 
     run = sub.add_parser("run", help=run_command.__doc__)
     run.add_argument("region", help="a configured region, or 'all'")

@@ -26,9 +26,15 @@ from pydantic_settings.exceptions import SettingsError
 
 from breezeway_daemon.entities import ENTITY_NAMES
 
-REGION_NAME = re.compile(r"^[a-z0-9_]+$")
+# A region name appears in SQL parameters, advisory-lock keys, file names and commands an
+# operator copies: ASCII only, starting with a letter, at most 63 characters (a PostgreSQL
+# identifier's length). Checked with fullmatch: "$" would let a trailing newline through.
+REGION_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
+REGION_NAME_SPELLING = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,62}")
+REGION_RULE = "must be 1-63 ASCII letters, digits and _, starting with a letter"
 ENV_PREFIX = "BREEZEWAY_"
 DEFAULT_ENV_FILE = ".env"
+REGIONS_KEY = f"{ENV_PREFIX}REGIONS__"
 
 
 class ConfigError(Exception):
@@ -153,9 +159,10 @@ class Settings(BaseSettings):
     def _region_names(cls, value: Any) -> Any:
         if isinstance(value, Mapping):
             for name in value:
-                if not REGION_NAME.match(str(name)):
+                if not REGION_NAME.fullmatch(str(name)):
                     raise ValueError(
-                        f"region name {str(name)!r} may hold only lowercase letters, digits and _"
+                        f"region name {str(name)[:80]!r} may hold only lowercase letters, "
+                        f"digits and _ ({REGION_RULE})"
                     )
         return value
 
@@ -278,6 +285,7 @@ def load_settings(env_file: Path | None = None, **overrides: Any) -> Settings:
     try:
         if path.exists() and not path.is_file():
             raise ConfigError(f"BREEZEWAY_ENV_FILE: {path} is not a file")
+        _check_region_spellings(path)
         return Settings(_env_file=path if path.exists() else None, env_file=path, **overrides)
     except ValidationError as err:
         raise ConfigError(describe_validation_error(err)) from None
@@ -285,6 +293,44 @@ def load_settings(env_file: Path | None = None, **overrides: Any) -> Settings:
         raise ConfigError(describe_settings_error(err)) from None
     except OSError as err:
         raise ConfigError(f"BREEZEWAY_ENV_FILE: cannot read {path}: {err.strerror}") from None
+
+
+def _check_region_spellings(path: Path) -> None:
+    """Region names as written in the environment and the env file, before lowercasing.
+
+    Names are case-insensitive, and lowercasing maps some non-ASCII letters to ASCII ones
+    (the Kelvin sign to ``k``): such a name is refused as written, not silently renamed.
+    """
+    keys = list(os.environ)
+    if path.is_file():
+        keys += _env_file_keys(path)
+    for key in keys:
+        if key[: len(REGIONS_KEY)].upper() != REGIONS_KEY:
+            continue
+        name = key[len(REGIONS_KEY) :].split("__", 1)[0]
+        if not REGION_NAME_SPELLING.fullmatch(name):
+            raise ConfigError(
+                f"BREEZEWAY_REGIONS: region name {name[:80]!r} ({key[:120]!r}) {REGION_RULE}"
+            )
+
+
+def _env_file_keys(path: Path) -> list[str]:
+    """The names an env file sets; a line that is no assignment is refused, not skipped
+    (a region whose line cannot be parsed would otherwise vanish without a word)."""
+    from dotenv.parser import parse_stream
+
+    keys = []
+    with path.open(encoding="utf-8") as stream:
+        for binding in parse_stream(stream):
+            if binding.error:
+                line = binding.original.string.strip().split("=", 1)[0][:80]
+                raise ConfigError(
+                    f"BREEZEWAY_ENV_FILE: {path} line {binding.original.line}: not a NAME=value "
+                    f"line ({line!r}); names hold only letters, digits and _"
+                )
+            if binding.key is not None:
+                keys.append(binding.key)
+    return keys
 
 
 def describe_settings_error(err: SettingsError) -> str:

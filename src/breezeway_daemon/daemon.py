@@ -15,6 +15,11 @@ Lifecycle (each step a small method below):
    configuration, then swaps it and reschedules; an invalid one is rejected and
    the old one kept (``RELOADING=1`` ... ``READY=1`` either way). SIGUSR1 runs
    the hourly batch now. SIGTERM/SIGINT stop the service.
+   Several daemons may share one database (more hosts, one configuration): a batch
+   holds a PostgreSQL advisory lock for its kind while it runs, and a daemon whose
+   batch finds it held skips that batch quietly (every pair ``skipped``), so each
+   pair runs once per scheduled batch; per-pair run locks still keep any two runs
+   of a pair (a manual one included) from overlapping.
 4. ``shutdown``: stop scheduling; running runs finish the batch transaction they
    are in and stop; after ``shutdown_grace_s`` whatever still runs is cancelled
    and its row marked ``failed`` ("interrupted by shutdown"); close everything.
@@ -24,7 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import signal
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,6 +57,12 @@ log = structlog.get_logger(__name__)
 # Settings the running process cannot swap on reload; a change waits for a restart.
 RESTART_ONLY = ("database_url", "db_pool_size", "api_base_url", "state_dir")
 JOB_TYPES = {"hourly": "Hourly ETL", "daily": "Daily ETL"}
+
+
+def batch_lock_key(kind: str) -> int:
+    """The advisory-lock key of a batch kind, shared by every daemon on the database."""
+    digest = hashlib.blake2b(f"breezeway-batch/{kind}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 class StartupError(Exception):
@@ -296,10 +309,21 @@ class Daemon:
                 entities += [e for e in settings.hourly_entities if e not in entities]
             mode = "full"
         started = datetime.now(UTC)
-        log.info("batch_started", kind=kind, regions=len(regions), entities=entities, mode=mode)
-        results = await run_batch(
-            self.ctx, regions, entities, mode=mode, trigger=f"{trigger}-{kind}"
-        )
+        async with self._claim_batch(kind) as ours:
+            if ours:
+                log.info("batch_started", kind=kind, regions=len(regions), entities=entities,
+                         mode=mode)  # fmt: skip
+                results = await run_batch(
+                    self.ctx, regions, entities, mode=mode, trigger=f"{trigger}-{kind}"
+                )
+            else:
+                reason = f"another daemon on this database is running the {kind} batch"
+                log.info("batch_skipped", kind=kind, reason=reason)
+                results = [
+                    RunResult(region, entity, "skipped", error=reason, mode=mode)
+                    for region in regions
+                    for entity in entities
+                ]
         failures = [r for r in results if r.failed]
         seconds = (datetime.now(UTC) - started).total_seconds()
         log.info(
@@ -308,12 +332,39 @@ class Daemon:
             records=sum(r.counts.records_processed for r in results),
             api_calls=sum(r.counts.api_calls_made for r in results),
         )  # fmt: skip
-        await report_batch(self.alerts, JOB_TYPES[kind], results)
+        if ours:
+            await report_batch(self.alerts, JOB_TYPES[kind], results)
         self.last_batch = (
             f"{kind} batch at {started:%H:%M} UTC: {len(results)} runs, {len(failures)} failed"
         )
         self.notifier.status(self._status())
         return results
+
+    @contextlib.asynccontextmanager
+    async def _claim_batch(self, kind: str) -> AsyncIterator[bool]:
+        """False while another daemon runs the ``kind`` batch; True (and held) otherwise.
+
+        The lock lives on a connection of its own for the batch's length; closing it
+        releases the lock, as does the death of the process. Without the database the
+        batch goes ahead: its runs fail or skip pair by pair, as they would anyway.
+        """
+        conn: asyncpg.Connection | None = None
+        ours = True
+        try:
+            # One attempt: a database that is down fails the batch's runs soon enough.
+            once = self.settings.model_copy(update={"db_connect_attempts": 1})
+            conn = await connect(once, application_name="breezeway-daemon batch")
+            ours = bool(
+                await conn.fetchval("SELECT pg_try_advisory_lock($1)", batch_lock_key(kind))
+            )
+        except Exception as err:  # noqa: BLE001 - the per-pair locks still guard the runs
+            log.warning("batch_lock_unavailable", kind=kind, error=describe(err))
+        try:
+            yield ours
+        finally:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(conn.close(timeout=5))
 
     async def _sweep_runs(self) -> None:
         assert self.pool is not None and self.alerts is not None and self.ctx is not None

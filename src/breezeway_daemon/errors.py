@@ -18,8 +18,14 @@ class ErrorKind(StrEnum):
 
 
 def describe(err: BaseException) -> str:
-    """``err`` as one line: its message, or its type when it has none."""
-    text = " ".join(str(err).split())
+    """``err`` as one line: its message, or its type when it has none.
+
+    Credentials are cut out: a message may quote an API's answer, and an API may echo
+    the request's token; the line goes to etl_sync_log, logs, alerts and the terminal.
+    """
+    from breezeway_daemon.redact import scrub_credentials
+
+    text = scrub_credentials(" ".join(str(err).split()))
     if isinstance(err, asyncio.TimeoutError | TimeoutError) and not text:
         return "timed out"
     if not text:

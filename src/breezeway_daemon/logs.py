@@ -7,7 +7,9 @@
 
 Context variables (``region``, ``entity``, ``run_id``) bound with
 ``structlog.contextvars.bind_contextvars`` appear on every event of that task.
-Values of secret-looking keys are masked, whatever logs them.
+Values of secret-looking keys are masked, whatever logs them; in every other
+string value, URL passwords, ``Bearer``/``JWT`` tokens and JWTs are (an error
+message may quote an API answer that echoed the request's token).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any, TextIO
 
 import orjson
 import structlog
+
+from breezeway_daemon.redact import scrub_credentials
 
 SECRET_KEY = re.compile(
     r"(secret|password|passwd|token|authorization|api_key|apikey|credential|dsn|database_url)",
@@ -46,6 +50,8 @@ def _masked(key: Any, value: Any) -> Any:
         return None
     if isinstance(key, str) and key not in SAFE_TOKEN_KEYS and SECRET_KEY.search(key):
         return MASK
+    if isinstance(value, str):
+        return scrub_credentials(value)
     if isinstance(value, Mapping):
         return {k: _masked(k, v) for k, v in value.items()}
     if isinstance(value, list | tuple):

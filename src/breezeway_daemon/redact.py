@@ -3,18 +3,25 @@
 ``configured_secrets(settings)`` lists every secret value the configuration
 holds; ``scrub(text, secrets)`` replaces them, and anything shaped like a URL
 password, a bearer token, a ``token=``/``secret=`` value or a JWT, with ``***``.
+``scrub_credentials(text)`` removes only what is certainly a credential (a URL
+password, the token after ``Bearer``/``JWT``, a JWT): for error messages, which
+quote what an API or a library answered, and for log values.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from breezeway_daemon.config import Settings
+if TYPE_CHECKING:  # at run time, errors.py imports this module: keep it free of config
+    from breezeway_daemon.config import Settings
 
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]+):[^@\s]*@")
-_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+")
+# Breezeway's scheme is "Authorization: JWT <token>", whatever the token looks like
+# (long enough not to be a word: "JWT signature invalid" stays readable).
+_BEARER = re.compile(r"(?i)\b(bearer\s+|jwt\s+(?=[A-Za-z0-9._~+/=-]{16}))[A-Za-z0-9._~+/=-]+")
 _SECRET_PARAM = re.compile(
     r"(?i)\b((?:access_|refresh_|id_)?token|client_secret|secret|password|passwd|api_?key)"
     r"(\"?'?[ \t]*[:=][ \t]*\"?'?)(?!NULL\b)[^\s\"',;&}]+"
@@ -50,4 +57,12 @@ def scrub(text: str, secrets: Iterable[str] = ()) -> str:
     text = _URL_PASSWORD.sub(rf"\1:{MASK}@", text)
     text = _BEARER.sub(rf"\1{MASK}", text)
     text = _SECRET_PARAM.sub(rf"\1\2{MASK}", text)
+    return _JWT.sub(MASK, text)
+
+
+def scrub_credentials(text: str) -> str:
+    """``text`` without URL passwords, ``Bearer``/``JWT`` tokens or JWTs; the rest kept."""
+    if "://" in text:
+        text = _URL_PASSWORD.sub(rf"\1:{MASK}@", text)
+    text = _BEARER.sub(rf"\1{MASK}", text)
     return _JWT.sub(MASK, text)

@@ -105,3 +105,33 @@ async def migrate(conn: asyncpg.Connection) -> list[Migration]:
         return applied
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+
+
+# --- the read-only role (migration 004 and ``breezeway-daemon grant-readonly``) -----------
+READONLY_ROLE = "breezeway_readonly"
+READONLY_TABLES = (
+    "properties", "reservations", "tasks", "people", "supplies", "tags",
+    "etl_sync_log", "sync_cursors", "rejected_records",
+)  # fmt: skip
+"""What analysts read: never ``api_tokens`` (valid API credentials), nor the alert tables."""
+ROLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
+
+
+class RoleMissing(Exception):
+    """The role to grant to does not exist (roles are created by a DBA, cluster-wide)."""
+
+
+async def grant_readonly(conn: asyncpg.Connection, role: str = READONLY_ROLE) -> list[str]:
+    """(Re)apply migration 004's grants to ``role``; returns the tables it can read."""
+    if not ROLE_NAME.fullmatch(role):
+        raise ValueError(f"{role[:80]!r} is not a role name (letters, digits, _ and $)")
+    if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", role):
+        raise RoleMissing(f"role {role!r} does not exist: CREATE ROLE {role} NOLOGIN first")
+    ident = await conn.fetchval("SELECT quote_ident($1)", role)  # the name, quoted by the server
+    async with conn.transaction():
+        await conn.execute(f"GRANT USAGE ON SCHEMA breezeway TO {ident}")
+        for table in READONLY_TABLES:
+            await conn.execute(f"GRANT SELECT ON breezeway.{table} TO {ident}")
+        await conn.execute(f"REVOKE ALL ON breezeway.api_tokens FROM {ident}")
+    log.info("readonly_grants_applied", role=role, tables=list(READONLY_TABLES))
+    return list(READONLY_TABLES)
