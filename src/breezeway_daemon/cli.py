@@ -59,14 +59,11 @@ async def check_config(args: argparse.Namespace) -> int:
 async def migrate_command(args: argparse.Namespace) -> int:
     """Apply pending migrations."""
     from breezeway_daemon.db import migrations
-    from breezeway_daemon.db.pool import connect
+    from breezeway_daemon.db.pool import open_connection
 
     settings = settings_from(args)
-    conn = await connect(settings, application_name="breezeway-daemon migrate")
-    try:
+    async with open_connection(settings, "breezeway-daemon migrate") as conn:
         applied = await migrations.migrate(conn)
-    finally:
-        await conn.close()
     if applied:
         for migration in applied:
             print(f"applied {migration.version:03d}_{migration.name}")
@@ -79,18 +76,16 @@ async def migrate_command(args: argparse.Namespace) -> int:
 async def grant_readonly_command(args: argparse.Namespace) -> int:
     """Grant a role read access (the entity tables, sync log, cursors, rejected records; never api_tokens)."""
     from breezeway_daemon.db import migrations
-    from breezeway_daemon.db.pool import connect
+    from breezeway_daemon.db.pool import open_connection
 
     settings = settings_from(args)
-    conn = await connect(settings, application_name="breezeway-daemon grant-readonly")
-    try:
-        tables = await migrations.grant_readonly(conn, args.role)
-    except ValueError as err:
-        raise CommandFailed(str(err), code=2) from None
-    except migrations.RoleMissing as err:
-        raise CommandFailed(str(err)) from None
-    finally:
-        await conn.close()
+    async with open_connection(settings, "breezeway-daemon grant-readonly") as conn:
+        try:
+            tables = await migrations.grant_readonly(conn, args.role)
+        except ValueError as err:
+            raise CommandFailed(str(err), code=2) from None
+        except migrations.RoleMissing as err:
+            raise CommandFailed(str(err)) from None
     print(f"{args.role} can read breezeway.{', breezeway.'.join(tables)} (not api_tokens)")
     return 0
 

@@ -135,3 +135,15 @@ async def open_pool(
         yield pool
     finally:
         await pool.close()
+
+
+@asynccontextmanager
+async def open_connection(
+    settings: Settings, application_name: str
+) -> AsyncIterator[asyncpg.Connection]:
+    """``connect`` for the length of a ``with`` block (migrations, grants)."""
+    conn = await connect(settings, application_name=application_name)
+    try:
+        yield conn
+    finally:
+        await conn.close()
