@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -48,7 +49,7 @@ from breezeway_daemon.api.client import (
 from breezeway_daemon.config import Settings
 from breezeway_daemon.db import runs
 from breezeway_daemon.db.loader import Loader, LoadResult
-from breezeway_daemon.db.pool import DatabaseUnavailable, connect, create_pool
+from breezeway_daemon.db.pool import DatabaseUnavailable, connect, open_pool
 from breezeway_daemon.entities import ENTITIES, EntitySpec, SyncMode, in_dependency_order
 from breezeway_daemon.errors import ErrorKind, describe, kind_of
 
@@ -110,6 +111,11 @@ class SyncContext:
     """Set on shutdown: runs stop after the batch transaction they are in."""
     active_runs: dict[int, EntitySync] = field(default_factory=dict)
     """Runs of this process by run id (the watchdog cancels over-time ones)."""
+    unrecorded_ends: dict[tuple[str, str], tuple[int, runs.RunCounts, str]] = field(
+        default_factory=dict
+    )
+    """Runs that ended while the database was unreachable, by (region, entity): their
+    run id, counts and error, written by the pair's next run before it starts."""
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -117,13 +123,12 @@ class SyncContext:
         cls, settings: Settings, *, application_name: str = "breezeway-daemon"
     ) -> AsyncIterator[SyncContext]:
         """A pool and an API client for ``settings``; both closed on exit."""
-        pool = await create_pool(settings, application_name=application_name)
-        api = BreezewayApi(settings, pool)
-        try:
-            yield cls(settings, pool, api)
-        finally:
-            await api.aclose()
-            await pool.close()
+        async with open_pool(settings, application_name) as pool:
+            api = BreezewayApi(settings, pool)
+            try:
+                yield cls(settings, pool, api)
+            finally:
+                await api.aclose()
 
 
 class EntitySync:
@@ -149,15 +154,16 @@ class EntitySync:
         try:
             lock_conn = await connect(self.ctx.settings, application_name="breezeway-daemon run")
         except DatabaseUnavailable as err:
-            result.error, result.error_kind = describe(err), ErrorKind.DATABASE
+            result.error = f"the database is unreachable: {describe(err)}"
+            result.error_kind = ErrorKind.DATABASE
             log.error("run_failed", region=self.region, entity=self.spec.name, error=result.error)
             return result
         try:
             try:
                 if not await self._start(lock_conn, result):
                     return result
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as err:
-                result.error, result.error_kind = describe(err), ErrorKind.DATABASE
+            except Exception as err:  # noqa: BLE001 - a run never raises for a failure
+                result.error, result.error_kind = describe_failure(err), ErrorKind.DATABASE
                 log.error(
                     "run_failed", region=self.region, entity=self.spec.name, error=result.error
                 )
@@ -181,6 +187,7 @@ class EntitySync:
             log.info("run_skipped", region=self.region, entity=self.spec.name, reason=reason)
             result.status, result.error = "skipped", reason
             return False
+        await self._record_unrecorded_end(lock_conn)
         reaped = await runs.reap_abandoned(lock_conn, self.region, self.spec.name)
         if reaped:
             log.warning(
@@ -196,6 +203,14 @@ class EntitySync:
         result.run_id = self.run_id
         return True
 
+    async def _record_unrecorded_end(self, lock_conn: asyncpg.Connection) -> None:
+        """A previous run of this pair in this process ended while the database was
+        unreachable: its row says why now, rather than being reaped as abandoned."""
+        pending = self.ctx.unrecorded_ends.pop((self.region, self.spec.name), None)
+        if pending is not None:
+            run_id, counts, error = pending
+            await runs.finish_run(lock_conn, run_id, success=False, counts=counts, error=error)
+
     async def _close_lock(self, lock_conn: asyncpg.Connection) -> None:
         with contextlib.suppress(Exception):
             await runs.unlock_pair(lock_conn, self.region, self.spec.name)
@@ -204,6 +219,7 @@ class EntitySync:
     async def _run_locked(self, lock_conn: asyncpg.Connection, result: RunResult) -> None:
         log.info("run_started", mode=self.request.mode, trigger=self.request.trigger)
         self._task = asyncio.current_task()
+        self._lock_conn = lock_conn
         assert self.run_id is not None
         self.ctx.active_runs[self.run_id] = self
         beat = asyncio.create_task(self._heartbeat(lock_conn, self._task))
@@ -230,8 +246,8 @@ class EntitySync:
                 minutes = self.ctx.settings.max_run_minutes
                 error = f"exceeded the maximum run time of {minutes:g} minutes"
             else:
-                error = describe(err)
-            result.error_kind = kind_of(err)
+                error = describe_failure(err)
+            result.error_kind = ErrorKind.DATABASE if connection_lost(err) else kind_of(err)
             log.error("run_failed", error=error, kind=result.error_kind.value, **self._log_counts())
             await self._finish(result, success=False, error=error)
             return
@@ -239,6 +255,7 @@ class EntitySync:
         await self._finish(result, success=True, cursor_to=cursor_to)
 
     _began = 0.0
+    _lock_conn: asyncpg.Connection | None = None
     cancel_reason = "interrupted by shutdown"
     """What a cancelled run's row says; whoever cancels a run for another reason sets it first."""
 
@@ -252,30 +269,76 @@ class EntitySync:
     ) -> None:
         assert self.run_id is not None
         self.counts.api_calls_made = self.calls.calls
-        result.status = "success" if success else "failed"
-        result.error = error
-        try:
-            async with asyncio.timeout(30), self.ctx.pool.acquire() as conn, conn.transaction():
-                if success and cursor_to is not None:
-                    await runs.write_cursor(
-                        conn, self.region, self.spec.name, cursor_to, self.run_id
-                    )
-                await runs.finish_run(
-                    conn, self.run_id, success=success, counts=self.counts, error=error,
-                    cursor_from=self._cursor_from, cursor_to=cursor_to,
-                )  # fmt: skip
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as err:
-            # The watchdog will fail the row once its heartbeat is stale.
-            log.error("run_finish_not_recorded", error=describe(err))
-            if success:
-                result.status, result.error = (
-                    "failed",
-                    f"could not record the run's end: {describe(err)}",
+        if success:
+            # Over the connection that holds the run lock: a run that lost its lock (another
+            # process may have taken the pair over) must not record a success.
+            try:
+                async with asyncio.timeout(30):
+                    await self._record_end(self._lock_conn, True, None, cursor_to)
+            except Exception as err:  # noqa: BLE001 - whatever it was, the success is not recorded
+                success = False
+                error = (
+                    f"lost the database connection that holds the run lock: {describe(err)}"
+                    if connection_lost(err)
+                    else f"could not record the run's end: {describe(err)}"
                 )
                 result.error_kind = ErrorKind.DATABASE
+                log.error("run_finish_not_recorded", error=describe(err))
+        if not success:
+            assert error is not None
+            error = await self._record_failure(result, error)
+        result.status = "success" if success else "failed"
+        result.error = error
         if success:
             duration = asyncio.get_running_loop().time() - self._began
             log.info("run_succeeded", duration_s=round(duration, 2), **self._log_counts())
+
+    async def _record_failure(self, result: RunResult, error: str) -> str:
+        """Write the failed run's row; returns the run's error (saying so when it could not)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        for attempt in (1, 2):
+            try:
+                async with asyncio.timeout(max(deadline - loop.time(), 0.1)):
+                    async with self.ctx.pool.acquire() as conn:
+                        await self._record_end(conn, False, error, None)
+                return error
+            except Exception as err:  # noqa: BLE001 - a run's end must never raise
+                # A pool connection that died while idle fails once; the pool replaces it.
+                if attempt == 1 and not isinstance(err, TimeoutError) and loop.time() < deadline:
+                    continue
+                unreachable = connection_lost(err) or isinstance(err, TimeoutError)
+                why = (
+                    "the database is unreachable"
+                    if unreachable
+                    else "the run's end is not recorded"
+                )
+                error = f"{why} ({describe(err)}); the run failed: {error}"
+                result.error_kind = ErrorKind.DATABASE
+                # The pair's next run in this process writes it (else the watchdog fails it).
+                self.ctx.unrecorded_ends[(self.region, self.spec.name)] = (
+                    self.run_id or 0, dataclasses.replace(self.counts), error
+                )  # fmt: skip
+                log.error("run_finish_not_recorded", error=describe(err))
+        return error
+
+    async def _record_end(
+        self,
+        conn: asyncpg.Connection | None,
+        success: bool,
+        error: str | None,
+        cursor_to: datetime | None,
+    ) -> None:
+        if conn is None or conn.is_closed():
+            raise asyncpg.InterfaceError("connection is closed")
+        assert self.run_id is not None
+        async with conn.transaction():
+            if success and cursor_to is not None:
+                await runs.write_cursor(conn, self.region, self.spec.name, cursor_to, self.run_id)
+            await runs.finish_run(
+                conn, self.run_id, success=success, counts=self.counts, error=error,
+                cursor_from=self._cursor_from, cursor_to=cursor_to,
+            )  # fmt: skip
 
     def _log_counts(self) -> dict[str, int]:
         return {
@@ -296,7 +359,7 @@ class EntitySync:
             self.counts.api_calls_made = self.calls.calls
             try:
                 await asyncio.wait_for(runs.heartbeat(lock_conn, self.run_id or 0, self.counts), 30)
-            except (TimeoutError, asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as err:
+            except Exception as err:  # noqa: BLE001 - whatever it is, the lock is not proven held
                 log.error("run_lock_lost", error=describe(err))
                 self.cancel(
                     f"lost the database connection that holds the run lock: {describe(err)}"
@@ -595,6 +658,32 @@ class EntitySync:
             raise ValueError(f"resync is for reservations and tasks, not {self.spec.name}")
 
 
+# Errors that mean the connection to PostgreSQL is gone (not a statement that failed).
+_CONNECTION_LOST: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    DatabaseUnavailable,
+)
+
+
+def connection_lost(err: BaseException) -> bool:
+    """Whether ``err`` means the connection to PostgreSQL is gone (or cannot be made)."""
+    if isinstance(err, asyncpg.InterfaceError):
+        return "closed" in str(err)
+    if isinstance(err, OSError):
+        return not isinstance(err, TimeoutError)  # sockets; a timeout is no proof
+    return isinstance(err, _CONNECTION_LOST)
+
+
+def describe_failure(err: BaseException) -> str:
+    """A run's error message; a lost database connection is said to be one."""
+    text = describe(err)
+    return f"lost the database connection: {text}" if connection_lost(err) else text
+
+
 def _api_datetime(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(microsecond=0).isoformat()
 
@@ -636,9 +725,7 @@ class RegionPipeline:
             broken = [parent for parent in ENTITIES[name].parents if parent in failed]
             if broken:
                 reason = f"skipped: {broken[0]} failed"
-                run_id = await runs.record_skipped_run(
-                    self.ctx.pool, self.region, name, trigger=self.trigger, reason=reason
-                )
+                run_id = await self._record_skipped(name, reason)
                 log.warning(
                     "run_not_started", region=self.region, entity=name, reason=reason, run_id=run_id
                 )
@@ -653,6 +740,18 @@ class RegionPipeline:
             if result.failed:
                 failed.add(name)
         return results
+
+    async def _record_skipped(self, name: str, reason: str) -> int | None:
+        """The skipped run's row, or None when the database cannot take it (an outage
+        fails the parent first): the batch goes on and reports it either way."""
+        try:
+            async with asyncio.timeout(30):
+                return await runs.record_skipped_run(
+                    self.ctx.pool, self.region, name, trigger=self.trigger, reason=reason
+                )
+        except Exception as err:  # noqa: BLE001 - one region's bookkeeping never stops a batch
+            log.error("run_not_recorded", region=self.region, entity=name, error=describe(err))
+            return None
 
 
 async def run_batch(

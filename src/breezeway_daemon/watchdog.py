@@ -49,7 +49,10 @@ def _why_stuck(
     if row["owner_host"] == HOST and row["owner_pid"] is not None:
         if row["owner_pid"] == os.getpid():
             if row["id"] not in active:
-                return f"abandoned: process {owner} no longer runs it (the pid was reused)"
+                return (
+                    f"abandoned: process {owner} no longer runs it "
+                    "(its end could not be recorded, or the pid was reused)"
+                )
         elif not pid_alive(row["owner_pid"]):
             return f"abandoned: process {owner} is gone"
     if now - row["sync_started_at"] > settings.max_run_time:

@@ -324,14 +324,36 @@ class Loader:
     ) -> LoadResult:
         """Write a prepared batch in one transaction; a deadlock retries the whole batch."""
         for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+            committed: LoadResult | None = None
             try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    return await self._write_batch(conn, batch, key_values, defaults, orphans)
+                async with self.pool.acquire() as conn:
+                    try:
+                        async with conn.transaction():
+                            written = await self._write_batch(
+                                conn, batch, key_values, defaults, orphans
+                            )
+                    except Exception as err:
+                        if _is_closed(conn) and not isinstance(err, asyncpg.PostgresError):
+                            # The connection died mid-batch; what the client raises then
+                            # ("cannot call Transaction.__aexit__()...", "cannot switch to
+                            # state...") hides that. The server rolled the batch back.
+                            raise asyncpg.ConnectionDoesNotExistError(
+                                f"the connection was lost while storing a batch ({err})"
+                            ) from err
+                        raise
+                    committed = written
+                return committed
             except asyncpg.DeadlockDetectedError:
                 # Another writer locked our rows in another order: the transaction
                 # is rolled back whole, so the batch can simply be written again.
                 if attempt == DEADLOCK_ATTEMPTS:
                     raise
+            except Exception:
+                if committed is not None:
+                    # Committed; only handing the connection back (its reset) failed, which
+                    # loses a connection the pool replaces, not the batch.
+                    return committed
+                raise
         raise AssertionError("unreachable")
 
     async def _write_batch(
@@ -523,6 +545,13 @@ class Loader:
             records=rows,
             columns=("region_code", "entity_type", "record_id", "reason", "raw", "run_id"),
         )
+
+
+def _is_closed(conn: asyncpg.Connection) -> bool:
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:
+        return True  # the pool detached it from its lost connection
 
 
 class LoadPipeline:
