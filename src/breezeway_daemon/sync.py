@@ -525,6 +525,17 @@ class EntitySync:
             )
             parent_result = await EntitySync(self.ctx, request).run()
             log.info("parent_synced_for_orphans", parent=parent, status=parent_result.status)
+            if parent_result.status != "success":
+                # Rejecting them now would lose them: the cursor would move past them.
+                why = (
+                    "is being synced by another process"
+                    if parent_result.status == "skipped"
+                    else f"failed ({parent_result.error})"
+                )
+                raise IncompleteSync(
+                    f"{len(orphans)} {self.spec.name} name {parent} records not stored yet and "
+                    f"the {parent} run {why}; the cursor stays, so the next run stores them"
+                )
         loaded = await self._loader().load(orphans, orphans="reject")
         self.counts.records_new += loaded.new
         self.counts.records_updated += loaded.updated
