@@ -358,7 +358,10 @@ class EntitySync:
             await asyncio.sleep(self.ctx.settings.heartbeat_s)
             self.counts.api_calls_made = self.calls.calls
             try:
-                await asyncio.wait_for(runs.heartbeat(lock_conn, self.run_id or 0, self.counts), 30)
+                # Not wait_for: on Python 3.11 it swallows a cancellation that arrives just
+                # as the statement completes, and the heartbeat would then never stop.
+                async with asyncio.timeout(30):
+                    await runs.heartbeat(lock_conn, self.run_id or 0, self.counts)
             except Exception as err:  # noqa: BLE001 - whatever it is, the lock is not proven held
                 log.error("run_lock_lost", error=describe(err))
                 self.cancel(
@@ -700,9 +703,12 @@ def _api_datetime(moment: datetime) -> str:
 
 
 async def _stop(task: asyncio.Task[Any]) -> None:
-    task.cancel()
+    """Cancel ``task`` and wait for it; cancelled again should it swallow a cancellation."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1)
     with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
+        task.result()
 
 
 # --- pipelines and batches -----------------------------------------------------------

@@ -132,14 +132,14 @@ class BreezewayClient:
                     counter.calls += 1
                 failure: str
                 try:
-                    response = await asyncio.wait_for(
-                        self.http.get(
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                    # cancellation (watchdog, shutdown) that arrives as the request completes.
+                    async with asyncio.timeout(self.settings.http_timeout_s + 5):
+                        response = await self.http.get(
                             INVENTORY_PATH + path,
                             params=params,
                             headers={"Authorization": f"JWT {token}"},
-                        ),
-                        self.settings.http_timeout_s + 5,
-                    )
+                        )
                 except (TimeoutError, httpx.TimeoutException):
                     response, failure = None, "timed out"
                 except httpx.TransportError as err:
