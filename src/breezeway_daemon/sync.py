@@ -231,9 +231,8 @@ class EntitySync:
     async def _run_and_finish(self, beat: asyncio.Task[Any], result: RunResult) -> None:
         try:
             with count_calls(self.calls):
-                cursor_to = await asyncio.wait_for(
-                    self._sync(), self.ctx.settings.max_run_minutes * 60
-                )
+                async with asyncio.timeout(self.ctx.settings.max_run_minutes * 60):
+                    cursor_to = await self._sync()
         except asyncio.CancelledError:
             await _stop(beat)
             await self._finish(result, success=False, error=self.cancel_reason)
