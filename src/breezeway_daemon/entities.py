@@ -10,7 +10,7 @@ adding an entity is one entry here plus a migration for its table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -108,9 +108,6 @@ class EntitySpec:
     """For per-parent listings (tasks): the query parameter naming the parent's id."""
     single_record_path: str | None = None
     """``GET`` one record by id (``{id}``); used to confirm a deletion before marking it."""
-    resync_params: tuple[str, str] | None = None
-    """The (since, until) filters a date-range resync uses."""
-    extra_key_values: dict[str, str] = field(default_factory=dict)
 
     @property
     def table(self) -> str:
@@ -167,7 +164,6 @@ RESERVATIONS = EntitySpec(
     incremental=Incremental("updated_at_ge"),
     backfill=Backfill("checkout_date_ge", days=365, column="checkout_date"),
     parent_ref=ParentRef("property_id", "properties"),
-    resync_params=("updated_at_ge", "updated_at_le"),
 )
 
 TASKS = EntitySpec(
@@ -202,7 +198,6 @@ TASKS = EntitySpec(
     parent_ref=ParentRef("property_id", "properties"),
     per_parent_param="home_id",
     single_record_path="/task/{id}",
-    resync_params=("updated_at", "updated_at"),
 )
 
 PEOPLE = EntitySpec(

@@ -396,8 +396,11 @@ class EntitySync:
     def _loader(self) -> Loader:
         return Loader(self.ctx.pool, self.spec, self.region, self.run_id)
 
-    def _count(self, loaded: LoadResult) -> None:
-        self.counts.records_processed += loaded.received
+    def _count(self, loaded: LoadResult, *, received: bool = True) -> None:
+        """Add a batch's outcome to the run's counts (``received=False``: a retry of
+        records already counted as received)."""
+        if received:
+            self.counts.records_processed += loaded.received
         self.counts.records_new += loaded.new
         self.counts.records_updated += loaded.updated
         self.counts.records_unchanged += loaded.unchanged
@@ -539,10 +542,7 @@ class EntitySync:
                     f"the {parent} run {why}; the cursor stays, so the next run stores them"
                 )
         loaded = await self._loader().load(orphans, orphans="reject")
-        self.counts.records_new += loaded.new
-        self.counts.records_updated += loaded.updated
-        self.counts.records_unchanged += loaded.unchanged
-        self.counts.records_rejected += loaded.rejected
+        self._count(loaded, received=False)
 
     async def _property_ids(self) -> list[int]:
         rows = await self.ctx.pool.fetch(
