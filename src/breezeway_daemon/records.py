@@ -58,7 +58,9 @@ def without_nul(value: Any) -> Any:
 def serialize(record: Mapping[str, Any]) -> tuple[Mapping[str, Any], bytes]:
     """The record without NULs, and its JSON. Serializes once in the common case."""
     data = dumps(record)
-    if ESCAPED_NUL in data:
+    # A NUL is always escaped, so its escape has a backslash: looking for one byte
+    # (memchr) first saves most records the slower search for six.
+    if b"\\" in data and ESCAPED_NUL in data:
         record = without_nul(record)
         data = dumps(record)
     return record, data
