@@ -7,7 +7,9 @@ from typing import Any
 import asyncpg
 import pytest
 
+from breezeway_daemon.config import Settings
 from breezeway_daemon.db.loader import Loader, LoadResult, _Split
+from breezeway_daemon.db.pool import create_pool
 from breezeway_daemon.entities import PROPERTIES, RESERVATIONS, TAGS, TASKS
 from breezeway_daemon.records import ColumnReader, RecordRejected
 
@@ -293,6 +295,27 @@ async def test_unchanged_rows_are_touched_without_a_new_index_entry(clean_db: as
         "SELECT reloptions FROM pg_class WHERE oid = 'breezeway.properties'::regclass"
     )
     assert "fillfactor=50" in options  # room on the page for HOT updates (migration 002)
+
+
+async def test_the_key_lookup_is_planned_for_each_batch_not_cached_from_an_empty_table(
+    clean_db: asyncpg.Pool, base_settings: Settings
+) -> None:
+    # After ANALYZE of an empty table, a plan cached by the early batches would scan the
+    # table whole (and hash-join the batch) for every later batch, however large it grew:
+    # the statement that looks the batch's keys up is planned afresh every time.
+    await clean_db.execute("ANALYZE breezeway.properties")
+    one = await create_pool(base_settings, application_name="bw-test-plans", max_size=1)
+    try:
+        loader = Loader(one, PROPERTIES, REGION)
+        for start in range(1, 801, 100):
+            await loader.load([prop(i) for i in range(start, start + 100)])
+        plans = await one.fetchrow(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+            "WHERE statement LIKE 'WITH stored AS MATERIALIZED%'"
+        )
+    finally:
+        await one.close()
+    assert (plans["generic_plans"], plans["custom_plans"]) == (0, 8)
 
 
 def test_the_compiled_column_reader_agrees_with_the_plain_one() -> None:

@@ -48,6 +48,7 @@ SCHEMA = "breezeway"
 BOOKKEEPING = ("raw", "content_hash", "last_run_id")
 KEY_TYPES = {"id": "bigint", "tag_type": "text"}
 DEADLOCK_ATTEMPTS = 3
+STEP = 100  # records of Python work between two turns of the event loop
 
 Orphans = Literal["reject", "return"]
 
@@ -217,7 +218,7 @@ class Loader:
         orphans: Orphans = "reject",
     ) -> LoadResult:
         """Store one batch in one transaction and say what happened to each record."""
-        batch = self._prepare(records, key_values or {})
+        batch = await self._prepare(records, key_values or {})
         return await self._store(batch, key_values or {}, defaults or {}, orphans)
 
     def pipeline(
@@ -293,8 +294,13 @@ class Loader:
         return len(rejections)
 
     # --- steps -----------------------------------------------------------------
-    def _prepare(self, records: Iterable[Any], key_values: Mapping[str, Any]) -> _Batch:
-        """The batch's keys, JSON and hashes; no database work. The last record of a key wins."""
+    async def _prepare(self, records: Iterable[Any], key_values: Mapping[str, Any]) -> _Batch:
+        """The batch's keys, JSON and hashes; no database work. The last record of a key wins.
+
+        Every ``STEP`` records it lets the event loop run, so that the statements and
+        commits of the batches being written go out while it works (in a pipeline,
+        PostgreSQL would otherwise wait for Python).
+        """
         for name in self.table.fixed_key:
             if key_values.get(name) is None:
                 raise ValueError(f"{self.spec.name} needs key_values[{name!r}]")
@@ -303,6 +309,8 @@ class Loader:
         rejections: list[Rejection] = []
         for record in records:
             received += 1
+            if not received % STEP:
+                await asyncio.sleep(0)
             try:
                 identifier = record_id(record)
             except RecordRejected as err:
@@ -371,8 +379,8 @@ class Loader:
         result.unchanged = split.unchanged
         result.updated = split.restored
         entries = batch.entries
-        new_rows, parents = self._rows(split.new, entries, fixed, defaults, rejections)
-        changed_rows, changed_parents = self._rows(
+        new_rows, parents = await self._rows(split.new, entries, fixed, defaults, rejections)
+        changed_rows, changed_parents = await self._rows(
             split.changed, entries, fixed, defaults, rejections
         )
         parents |= changed_parents
@@ -404,7 +412,12 @@ class Loader:
             return _Split()
         ids = list(batch.entries)
         digests = [entry.digest for entry in batch.entries.values()]
+        # Planned for this batch's keys and the table's size of now: a plan cached
+        # while the table was small (scanning it whole) would stay in use as it grows.
+        # Only for this statement: the foreign-key checks keep their cached plans.
+        await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
         row = await conn.fetchrow(self.table.classify, self.region, ids, digests, *fixed)
+        await conn.execute("SET LOCAL plan_cache_mode = DEFAULT")
         found = set(row["found"] or ())
         touched = set(row["touched"] or ())
         restored = len(row["restored"] or ())
@@ -418,7 +431,7 @@ class Loader:
                 split.changed.append(identifier)
         return split
 
-    def _rows(
+    async def _rows(
         self,
         ids: list[int],
         entries: dict[int, _Entry],
@@ -432,7 +445,9 @@ class Loader:
         parent_index = self.spec.typed_column_names.index(parent_ref.column) if parent_ref else None
         values_of = self.table.reader.values
         region, run_id = self.region, self.run_id
-        for identifier in ids:
+        for n, identifier in enumerate(ids, 1):
+            if not n % STEP:
+                await asyncio.sleep(0)  # as in ``_prepare``
             entry = entries[identifier]
             try:
                 values = values_of(entry.record, defaults)
@@ -588,7 +603,7 @@ class LoadPipeline:
 
     async def submit(self, records: Iterable[Any]) -> None:
         """Prepare a batch now and start writing it; returns when a writer is free."""
-        batch = self.loader._prepare(records, self.key_values)
+        batch = await self.loader._prepare(records, self.key_values)
         keys = set(batch.entries)
         # A record must win over the same key in an earlier batch: wait for those.
         overlapping = [task for task, ids in self._in_flight if not keys.isdisjoint(ids)]
