@@ -335,3 +335,9 @@ def test_the_compiled_column_reader_agrees_with_the_plain_one() -> None:
         with pytest.raises(RecordRejected) as plain:
             reader._read(bad, {})
         assert str(fast.value) == str(plain.value)
+
+
+async def test_connections_never_compile_statements(pool: asyncpg.Pool) -> None:
+    # JIT costs ~15 ms a statement; a batch's cost estimate can pass jit_above_cost
+    # while its real work is a few milliseconds (it doubled an unchanged batch's time).
+    assert await pool.fetchval("SHOW jit") == "off"

@@ -60,6 +60,10 @@ def server_settings(settings: Settings, application_name: str) -> dict[str, str]
         # A crashed client must not hold a lock or a transaction open forever.
         "idle_in_transaction_session_timeout": str(int(settings.db_statement_timeout_s * 2000)),
         "timezone": "UTC",
+        # Statements here touch one batch or one run: compiling them (JIT, which cost
+        # estimates far above the real work of a batch can switch on) takes longer
+        # than running them.
+        "jit": "off",
     }
 
 
