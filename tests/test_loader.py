@@ -239,20 +239,23 @@ async def test_a_failing_batch_fails_the_pipeline_after_the_others_settle(
     assert 1 in stored and 2 not in stored  # committed batches stay; the failed one rolled back
 
 
-async def test_a_row_inserted_by_another_writer_meanwhile_takes_the_upsert_path(
+async def test_a_row_inserted_by_another_writer_meanwhile_retries_the_batch(
     clean_db: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     loader = Loader(clean_db, PROPERTIES, REGION)
     await loader.load([prop(1), prop(2)])
     before = await rows(clean_db, "properties")
     original = Loader._classify
+    lookups = []
 
     async def blind(self, conn, batch, fixed):  # as if rows 1 and 2 were stored after the lookup
-        await original(self, conn, batch, fixed)
-        return _Split(new=list(batch.entries))
+        split = await original(self, conn, batch, fixed)
+        lookups.append(split)
+        return _Split(new=list(batch.entries)) if len(lookups) == 1 else split
 
     monkeypatch.setattr(Loader, "_classify", blind)
     result = await loader.load([prop(1), prop(2, name="Changed"), prop(3)])
+    assert len(lookups) == 2  # the unique violation rolled the first attempt back
     assert (result.new, result.updated, result.unchanged) == (1, 1, 1)
     after = await rows(clean_db, "properties")
     assert after[2]["name"] == "Changed" and after[3]["name"] == "Cabin 3"
