@@ -2,13 +2,13 @@
 
 Three passes each, into a fresh database: all new; the same records again (all
 unchanged); again with 10% changed. The loader runs twice: as the sync engine
-can use it, ``Loader.load_batches`` (two batches in flight, each its own
-transaction: the ``loader`` figures), and one ``Loader.load`` per batch, one
+uses it, ``Loader.load_batches`` (``BREEZEWAY_BATCHES_IN_FLIGHT``, default 3,
+batches in flight, each its own transaction: the ``loader`` figures), and one ``Loader.load`` per batch, one
 after the other (``loader_sequential``). The baseline is a plain parameterised
 upsert with ``executemany``, one transaction per batch. Prints a table and, as
 its last line, one JSON object with the figures. It asserts nothing.
 
-    .venv/bin/python bench/load.py [--records 100000] [--batch 1000] [--concurrency 2]
+    .venv/bin/python bench/load.py [--records 100000] [--batch 1000] [--concurrency 3]
 
 The database server is ``DATABASE_URL`` when set, else 127.0.0.1:5432 (user
 postgres); a throwaway database is created and dropped.
@@ -32,7 +32,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from breezeway_daemon.config import load_settings  # noqa: E402
+from breezeway_daemon.config import Settings, load_settings  # noqa: E402
 from breezeway_daemon.db import migrations  # noqa: E402
 from breezeway_daemon.db.loader import Loader  # noqa: E402
 from breezeway_daemon.db.pool import create_pool  # noqa: E402
@@ -254,7 +254,10 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument(
-        "--concurrency", type=int, default=2, help="batches in flight for load_batches"
+        "--concurrency",
+        type=int,
+        default=Settings.model_fields["batches_in_flight"].default,
+        help="batches in flight for load_batches (default: as the sync engine)",
     )
     figures = asyncio.run(run(parser.parse_args()))
     print(orjson.dumps(figures).decode())

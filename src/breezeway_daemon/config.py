@@ -107,6 +107,7 @@ class Settings(BaseSettings):
     db_statement_timeout_s: float = Field(default=300, gt=0)
     db_connect_attempts: int = Field(default=5, ge=1, le=50)
     batch_size: int = Field(default=1000, ge=1, le=50000)
+    batches_in_flight: int = Field(default=3, ge=1, le=16)
 
     # --- schedules ---------------------------------------------------------
     timezone: str = "UTC"

@@ -418,8 +418,8 @@ class EntitySync:
     ) -> list[dict[str, Any]]:
         """Store a stream of pages in batches; returns the orphans when asked to.
 
-        Two batches are in flight at once (the loader's pipeline), so the next
-        pages are fetched and prepared while PostgreSQL writes the previous batch.
+        ``batches_in_flight`` batches are written at once (the loader's pipeline),
+        so the next pages are fetched and prepared while PostgreSQL writes.
         """
         size = self.ctx.settings.batch_size
         kept_orphans: list[dict[str, Any]] = []
@@ -430,7 +430,10 @@ class EntitySync:
 
         batch: list[dict[str, Any]] = []
         pipeline = self._loader().pipeline(
-            key_values=key_values, orphans=orphans, on_result=on_result
+            concurrency=self.ctx.settings.batches_in_flight,
+            key_values=key_values,
+            orphans=orphans,
+            on_result=on_result,
         )
         async with pipeline:
             async for records in pages:

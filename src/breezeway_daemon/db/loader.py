@@ -226,7 +226,7 @@ class Loader:
     def pipeline(
         self,
         *,
-        concurrency: int = 2,
+        concurrency: int = 3,
         key_values: Mapping[str, Any] | None = None,
         defaults: Mapping[str, Any] | None = None,
         orphans: Orphans = "reject",
@@ -260,7 +260,7 @@ class Loader:
         self,
         batches: Iterable[Iterable[Any]] | AsyncIterable[Iterable[Any]],
         *,
-        concurrency: int = 2,
+        concurrency: int = 3,
         key_values: Mapping[str, Any] | None = None,
         defaults: Mapping[str, Any] | None = None,
         orphans: Orphans = "reject",
