@@ -153,11 +153,11 @@ class EntityTable:
             f"FROM {self.name} AS t WHERE t.region_code = $1{fixed} AND t.id = k.id OFFSET 0"
             ") AS s), "
             f"touched AS (UPDATE {self.name} AS t SET synced_at = now(), deleted_at = NULL "
-            "FROM stored WHERE stored.same AND t.ctid = stored.row_id RETURNING t.id) "
+            "FROM stored WHERE stored.same AND t.ctid = stored.row_id "
+            "RETURNING t.id, stored.deleted) "
             "SELECT (SELECT array_agg(id) FROM stored) AS found, "
             "(SELECT array_agg(id) FROM touched) AS touched, "
-            "(SELECT array_agg(id) FROM touched JOIN stored USING (id) "
-            "WHERE stored.deleted) AS restored"
+            "(SELECT count(*) FROM touched WHERE deleted) AS restored"
         )
         self.upsert = (
             f"INSERT INTO {self.name} ({columns}) SELECT {columns} FROM {self.staging} "
@@ -426,7 +426,7 @@ class Loader:
         row = await conn.fetchrow(self.table.classify, self.region, ids, digests, *fixed)
         found = set(row["found"] or ())
         touched = set(row["touched"] or ())
-        restored = len(row["restored"] or ())
+        restored = row["restored"]
         # Stored but not touched: another content, or (rarely) the same content
         # that another writer rewrote in between; either way, write it.
         split = _Split(unchanged=len(touched) - restored, restored=restored)
