@@ -48,6 +48,7 @@ from breezeway_daemon.db import migrations
 from breezeway_daemon.db.pool import connect, create_pool
 from breezeway_daemon.db.runs import HOST, PID
 from breezeway_daemon.errors import describe
+from breezeway_daemon.memory import fix_mmap_threshold
 from breezeway_daemon.notify import Notifier, keep_watchdog_fed, watchdog_interval
 from breezeway_daemon.sync import RunResult, SyncContext, run_batch
 from breezeway_daemon.watchdog import purge_sync_log, sweep
@@ -434,4 +435,6 @@ def _region_values(settings: Settings, region: str) -> tuple[Any, ...]:
 
 async def serve(settings: Settings, env_file: Path | None) -> int:
     """Run the daemon until SIGTERM/SIGINT; the exit code for the process."""
+    # Before the first connection: without it the heap grows batch after batch (memory.py).
+    log.info("malloc_mmap_threshold", outcome=fix_mmap_threshold())
     return await Daemon(settings, env_file=env_file).run()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import signal
 from pathlib import Path
 
@@ -25,6 +26,9 @@ async def test_ready_then_watchdog_pings_at_half_the_interval(
     daemon: DaemonProcess = await daemon_factory()
     ready = await notify_socket.wait_for(lambda m: m.get("READY") == "1")
     assert "next hourly" in notify_socket.messages[ready][1].get("STATUS", "")
+    if platform.libc_ver()[0] == "glibc":  # socket read buffers stay off the heap (memory.py)
+        malloc = daemon.events[await daemon.wait_event("malloc_mmap_threshold")]
+        assert malloc["outcome"].startswith("pinned at"), malloc
     first = await notify_socket.wait_for(lambda m: m.get("WATCHDOG") == "1", after=ready)
     second = await notify_socket.wait_for(lambda m: m.get("WATCHDOG") == "1", after=first + 1)
     interval = notify_socket.messages[second][0] - notify_socket.messages[first][0]

@@ -7,7 +7,9 @@ the simulator answers some requests with 5xx, stalls some past the HTTP timeout,
 latency to all, now and then answers every request with 429 for a second, and moves its
 data on between batches. Afterwards:
 
-- the daemon's memory is flat: RSS after the last batch <= 1.3 x RSS after the warm-up;
+- the daemon's memory is flat: RSS after the last batch <= 1.1 x RSS after the warm-up
+  (before ``memory.py`` the 10-minute soak grew 1.27x; with it 1.05-1.07x, most of it in the
+  first two minutes, while caches fill);
 - its PostgreSQL connections do not grow: between batches no run-lock connection is left
   open, and the pool never holds more than after the warm-up (nor more than its size);
 - every run ended (no ``running`` row), and the daemon's last batch, with the faults off,
@@ -42,7 +44,7 @@ SOAK_RATES = Rates(**{
 })  # fmt: skip
 SOAK_S = float(os.environ.get("BREEZEWAY_SOAK_SECONDS", "60"))
 WARMUP_BATCHES = 3
-RSS_GROWTH = 1.3
+RSS_GROWTH = 1.1
 POOL_SIZE = 8
 DAEMON_SETTINGS = {
     "hourly_entities": ",".join(ENTITY_NAMES),
