@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from typing import Any
 
 import asyncpg
@@ -11,7 +12,7 @@ from breezeway_daemon.config import Settings
 from breezeway_daemon.db.loader import Loader, LoadResult, _Split
 from breezeway_daemon.db.pool import create_pool
 from breezeway_daemon.entities import PROPERTIES, RESERVATIONS, TAGS, TASKS
-from breezeway_daemon.records import ColumnReader, RecordRejected
+from breezeway_daemon.records import ColumnReader, RecordRejected, serialize
 
 REGION = "nashville"
 
@@ -344,3 +345,15 @@ async def test_connections_never_compile_statements(pool: asyncpg.Pool) -> None:
     # JIT costs ~15 ms a statement; a batch's cost estimate can pass jit_above_cost
     # while its real work is a few milliseconds (it doubled an unchanged batch's time).
     assert await pool.fetchval("SHOW jit") == "off"
+
+
+def test_serialized_records_take_the_memory_of_their_json() -> None:
+    # A batch holds the JSON of each of its records until it is committed.
+    record = task(1, 1, description="x" * 1700)
+    tracemalloc.start()
+    try:
+        held = [serialize(record)[1] for _ in range(200)]
+        size, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert size / len(held) < 2 * len(held[0])
