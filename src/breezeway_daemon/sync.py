@@ -293,18 +293,33 @@ class EntitySync:
             log.info("run_succeeded", duration_s=round(duration, 2), **self._log_counts())
 
     async def _record_failure(self, result: RunResult, error: str) -> str:
-        """Write the failed run's row; returns the run's error (saying so when it could not)."""
+        """Write the failed run's row; returns the run's error (saying so when it could not).
+
+        Right after the database dropped connections, the pool's idle ones may be dead,
+        or still reading the server's goodbye ("another operation is in progress"): a
+        connection that fails here is terminated, so that the pool hands out another
+        one or opens a new one, and the end is written again; as many times as the pool
+        has connections, within 30 s. A failure to connect at all ends the attempts.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 30
-        for attempt in (1, 2):
+        attempts = self.ctx.settings.db_pool_size + 1
+        for attempt in range(1, attempts + 1):
             try:
                 async with asyncio.timeout(max(deadline - loop.time(), 0.1)):
                     async with self.ctx.pool.acquire() as conn:
-                        await self._record_end(conn, False, error, None)
+                        try:
+                            await self._record_end(conn, False, error, None)
+                        except Exception:
+                            conn.terminate()  # not handed out again, whatever its state
+                            raise
                 return error
             except Exception as err:  # noqa: BLE001 - a run's end must never raise
-                # A pool connection that died while idle fails once; the pool replaces it.
-                if attempt == 1 and not isinstance(err, TimeoutError) and loop.time() < deadline:
+                stale = isinstance(
+                    err, asyncpg.InterfaceError | asyncpg.ConnectionDoesNotExistError
+                )
+                again = stale or (attempt == 1 and not isinstance(err, TimeoutError))
+                if again and attempt < attempts and loop.time() < deadline:
                     continue
                 unreachable = connection_lost(err) or isinstance(err, TimeoutError)
                 why = (

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import asyncpg
+import pytest
+
 from breezeway_daemon.entities import ENTITY_NAMES
 from breezeway_daemon.simulator import EntityRates, Rates
 from breezeway_daemon.sync import EntitySync, SyncRequest, run_batch
@@ -86,3 +91,39 @@ async def test_a_failed_properties_run_skips_its_dependants_not_other_regions(en
     assert [r.status for r in results if r.region != REGION] == ["success"] * len(ENTITY_NAMES)
     others = {r: c for r, c in env.regions.items() if r != REGION}
     assert await differences(env.pool, env.sim, others) == []
+
+
+async def test_a_failed_runs_end_is_written_again_through_another_connection(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Right after the database dropped connections, pooled ones can fail on first use
+    # ("another operation is in progress" while the server's goodbye is being read): each
+    # is dropped, and the run's end is written through the next one.
+    original = EntitySync._record_end
+    stale_pids: list[int] = []
+
+    async def stale_at_first(self, conn, success, error, cursor_to):  # type: ignore[no-untyped-def]
+        if not success and len(stale_pids) < 3:
+            stale_pids.append(conn.get_server_pid())
+            raise asyncpg.InterfaceError(
+                "cannot switch to state 15; another operation (2) is in progress"
+            )
+        return await original(self, conn, success, error, cursor_to)
+
+    monkeypatch.setattr(EntitySync, "_record_end", stale_at_first)
+    env.sim.faults.auth_rate_limit_per_minute = None
+    env.sim.disable_client(env.company(REGION))
+    result = await EntitySync(env.ctx, SyncRequest(REGION, "properties")).run()
+    assert result.status == "failed"
+    assert len(stale_pids) == 3
+    row = (await log_rows(env.pool, REGION, "properties"))[-1]
+    assert (row["sync_status"], row["error_message"]) == ("failed", result.error)
+    assert "inactive" in (result.error or "") and "not recorded" not in (result.error or "")
+    async with asyncio.timeout(10):  # each stale connection was closed, not handed out again
+        while True:  # a backend leaves pg_stat_activity a moment after its client closed it
+            left = await env.pool.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])", stale_pids
+            )
+            if not left:
+                break
+            await asyncio.sleep(0.05)
