@@ -315,9 +315,7 @@ class EntitySync:
                             raise
                 return error
             except Exception as err:  # noqa: BLE001 - a run's end must never raise
-                stale = isinstance(
-                    err, asyncpg.InterfaceError | asyncpg.ConnectionDoesNotExistError
-                )
+                stale = connection_lost(err) and not isinstance(err, DatabaseUnavailable | OSError)
                 again = stale or (attempt == 1 and not isinstance(err, TimeoutError))
                 if again and attempt < attempts and loop.time() < deadline:
                     continue
@@ -702,8 +700,11 @@ _CONNECTION_LOST: tuple[type[BaseException], ...] = (
 
 def connection_lost(err: BaseException) -> bool:
     """Whether ``err`` means the connection to PostgreSQL is gone (or cannot be made)."""
-    if isinstance(err, asyncpg.InterfaceError):
-        return "closed" in str(err)
+    if isinstance(err, asyncpg.InterfaceError | asyncpg.InternalClientError):
+        # "another operation ... is in progress": a pooled connection whose backend was
+        # terminated, met while it still reads the server's goodbye (nothing here uses
+        # a connection from two tasks at once).
+        return "closed" in str(err) or "another operation" in str(err)
     if isinstance(err, OSError):
         return not isinstance(err, TimeoutError)  # sockets; a timeout is no proof
     return isinstance(err, _CONNECTION_LOST)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
@@ -103,18 +102,16 @@ async def test_connections_terminated_during_a_sync_end_the_run_cleanly(
     env.sim.faults.latency_s = 0.02
     apps = {"lock": (LOCK_APP,), "pool": (REL_APP,), "all": (LOCK_APP, REL_APP)}[target]
     terminated: list[int] = []
-    killer: list[asyncio.Task[Any]] = []
 
-    async def kill() -> None:
-        terminated.append(await terminate(admin, env.database, apps))
+    async def kill_during_third_tasks_batch(conn: asyncpg.Connection, batch: BatchRecord) -> None:
+        # Inside a batch's transaction, so that the run surely has work left (killed from
+        # a task of its own, the run could finish first).
+        tasks = batches.of("tasks")
+        if len(tasks) >= 3 and batch is tasks[2] and not terminated:
+            terminated.append(await terminate(admin, env.database, apps))
 
-    def after_second_batch(region: str, entity: str, counts: runs.RunCounts) -> None:
-        if entity == "tasks" and len(batches.of("tasks")) >= 2 and not killer:
-            killer.append(asyncio.create_task(kill()))
-
-    ctx = dataclasses.replace(env.ctx, on_progress=after_second_batch)
-    result = await EntitySync(ctx, SyncRequest(REGION, "tasks")).run()
-    await asyncio.gather(*killer)
+    batches.before_write = kill_during_third_tasks_batch
+    result = await EntitySync(env.ctx, SyncRequest(REGION, "tasks")).run()
     assert terminated and terminated[0] >= 1
     assert result.status == "failed"
     assert result.error_kind is ErrorKind.DATABASE

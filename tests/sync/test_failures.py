@@ -105,7 +105,7 @@ async def test_a_failed_runs_end_is_written_again_through_another_connection(
     async def stale_at_first(self, conn, success, error, cursor_to):  # type: ignore[no-untyped-def]
         if not success and len(stale_pids) < 3:
             stale_pids.append(conn.get_server_pid())
-            raise asyncpg.InterfaceError(
+            raise asyncpg.InternalClientError(
                 "cannot switch to state 15; another operation (2) is in progress"
             )
         return await original(self, conn, success, error, cursor_to)
