@@ -26,41 +26,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import secrets
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-
 from simprocess import SimProcess
+from throwaway import create_database, drop_database
 
 PACING_MARGIN = 60.25 / 60  # the pacer's window is the API's plus this margin
-
-
-async def _database(server_url: str) -> tuple[str, Any]:
-    from urllib.parse import urlsplit, urlunsplit
-
-    from breezeway_daemon.db import migrations
-
-    name = f"bw_bench_{os.getpid()}_{secrets.token_hex(3)}"
-    conn = await asyncpg.connect(server_url)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    url = urlunsplit(urlsplit(server_url)._replace(path="/" + name))
-    conn = await asyncpg.connect(url)
-    await migrations.migrate(conn)
-    await conn.close()
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(server_url)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
-
-    return url, drop
 
 
 async def _load(client: Any, duration_s: float, workers: int, request: Any) -> dict[str, float]:
@@ -88,8 +63,7 @@ async def run(args: argparse.Namespace, sim: SimProcess) -> dict[str, Any]:
     from breezeway_daemon.config import load_settings
     from breezeway_daemon.db.pool import create_pool
 
-    server_url = os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
-    database_url, drop = await _database(server_url)
+    database_url = await create_database("client")
     company = sim.companies[0]
     homes = company.property_ids
     rng = random.Random(args.seed)
@@ -174,7 +148,7 @@ async def run(args: argparse.Namespace, sim: SimProcess) -> dict[str, Any]:
         finally:
             await pool.close()
     finally:
-        await drop()
+        await drop_database(database_url)
     return results
 
 

@@ -20,12 +20,10 @@ import argparse
 import asyncio
 import os
 import random
-import secrets
 import sys
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import orjson
@@ -33,11 +31,11 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from breezeway_daemon.config import Settings, load_settings  # noqa: E402
-from breezeway_daemon.db import migrations  # noqa: E402
 from breezeway_daemon.db.loader import Loader  # noqa: E402
 from breezeway_daemon.db.pool import create_pool  # noqa: E402
 from breezeway_daemon.entities import PROPERTIES, TASKS  # noqa: E402
 from breezeway_daemon.records import column_values, record_id  # noqa: E402
+from throwaway import create_database, drop_database  # noqa: E402
 
 REGION = "bench"
 PROPERTY_COUNT = 500
@@ -97,24 +95,6 @@ def task_record(rng: random.Random, task_id: int) -> dict[str, Any]:
         "report_url": f"https://example.invalid/task/report/{task_id}",
         "summary": {"note": "All good. Guest left the kitchen tidy; two towels missing."},
     }
-
-
-async def fresh_database(server: str) -> tuple[str, str]:
-    name = f"bw_bench_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(server)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    url = urlunsplit(urlsplit(server)._replace(path="/" + name))
-    conn = await asyncpg.connect(url)
-    await migrations.migrate(conn)
-    await conn.close()
-    return name, url
-
-
-async def drop_database(server: str, name: str) -> None:
-    admin = await asyncpg.connect(server)
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
 
 
 def batches(records: list[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:
@@ -189,7 +169,6 @@ def changed(
 
 
 async def run(args: argparse.Namespace) -> dict[str, float]:
-    server = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     rng = random.Random(7)
     records = [task_record(rng, i) for i in range(1, args.records + 1)]
     size = sum(len(orjson.dumps(r)) for r in records[:1000]) / 1000
@@ -205,7 +184,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         "executemany": with_executemany,
     }
     for method, run_pass in methods.items():
-        name, url = await fresh_database(server)
+        url = await create_database("load")
         try:
             settings = load_settings(Path("/nonexistent"), database_url=url)
             pool = await create_pool(settings, max_size=max(4, args.concurrency))
@@ -223,7 +202,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
                 )
             await pool.close()
         finally:
-            await drop_database(server, name)
+            await drop_database(url)
     ratios = {
         "new": results["loader_new_rows_per_s"] / results["executemany_new_rows_per_s"],
         "unchanged": results["loader_unchanged_rows_per_s"]

@@ -27,25 +27,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import os
 import resource
-import secrets
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import orjson
 
 from simprocess import SimProcess
+from throwaway import create_database, drop_database
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from breezeway_daemon.config import load_settings  # noqa: E402
-from breezeway_daemon.db import migrations  # noqa: E402
 from breezeway_daemon.entities import ENTITY_NAMES  # noqa: E402
 from breezeway_daemon.logs import configure_logging  # noqa: E402
 from breezeway_daemon.simulator import Scale  # noqa: E402
@@ -62,37 +58,6 @@ SCALE = Scale(
 # The client paces a little below the API's limit (production: 180 against 200), leaving room
 # for the delay between a request's start on our side and its arrival being counted there.
 CLIENT_SHARE = 0.95
-LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-# --- the database -----------------------------------------------------------------------
-def _with_database(url: str, database: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + database))
-
-
-async def create_database(server: str) -> str:
-    name = f"bw_bench_sync_{os.getpid()}_{secrets.token_hex(3)}"
-    conn = await asyncpg.connect(server)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = _with_database(server, name)
-    conn = await asyncpg.connect(url)
-    try:
-        await migrations.migrate(conn)
-    finally:
-        await conn.close()
-    return url
-
-
-async def drop_database(server: str, url: str) -> None:
-    name = urlsplit(url).path.lstrip("/")
-    conn = await asyncpg.connect(server)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 # --- the runs ---------------------------------------------------------------------------
@@ -114,8 +79,7 @@ def report_failures(label: str, results: list[RunResult]) -> None:
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    server = os.environ.get("DATABASE_URL") or LOCAL_SERVER
-    database = await create_database(server)
+    database = await create_database("sync")
     sim = SimProcess(
         args.companies, SCALE, args.seed, latency_s=args.latency, data_rate_limit=args.rate
     )
@@ -151,7 +115,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             report_failures("incremental", incremental)
     finally:
         sim.stop()
-        await drop_database(server, database)
+        await drop_database(database)
 
     calls = calls_by_region(full)
     rate_per_s = args.rate / 60
