@@ -8,6 +8,7 @@ database and drops it at the end; ``clean_db`` empties the tables between tests.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 import tempfile
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+import structlog
 
 from breezeway_daemon.config import Settings, load_settings
 from breezeway_daemon.db import migrations
@@ -136,3 +138,16 @@ async def sync_ctx(sim_env: SimEnv) -> AsyncIterator[SyncContext]:
     """A SyncContext (its own pool and API client) for ``sim_env``."""
     async with SyncContext.open(sim_env.settings) as ctx:
         yield ctx
+
+
+# --- logging ----------------------------------------------------------------------------
+@pytest.fixture
+def saved_logging() -> Iterator[None]:
+    """For tests that configure logging (``cli.main`` does): the session gets its own back."""
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.configure(**saved)
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -9,15 +9,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import logging
 import os
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import structlog
 
 from breezeway_daemon.cli import main
 from breezeway_daemon.config import ConfigError, Settings, env_file_path, load_settings
@@ -255,21 +252,9 @@ def problem(case: str, words: list[str], code: int, stdout: str, stderr: str) ->
     return None
 
 
-@pytest.fixture
-def keep_logging() -> Iterator[None]:
-    """``cli.main`` configures logging for its process; give the session its own back."""
-    saved = structlog.get_config()
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    structlog.configure(**saved)
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
 @pytest.mark.parametrize("case", list(INVALID))
 def test_an_invalid_value_exits_2_with_one_line_naming_the_setting(
-    case: str, clean_env: pytest.MonkeyPatch, tmp_path: Path, keep_logging: None,
+    case: str, clean_env: pytest.MonkeyPatch, tmp_path: Path, saved_logging: None,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     """The command's own code path (``cli.main``), in this process: one test per case."""

@@ -20,16 +20,10 @@ class FakeTty(io.StringIO):
 
 
 @pytest.fixture(autouse=True)
-def restore_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def restore_logging(monkeypatch: pytest.MonkeyPatch, saved_logging: None) -> Iterator[None]:
     """Each test configures logging its own way; the rest of the session keeps its own."""
     monkeypatch.delenv("JOURNAL_STREAM", raising=False)
-    saved = structlog.get_config()
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
     yield
-    structlog.configure(**saved)
-    root.handlers[:] = handlers
-    root.setLevel(level)
     structlog.contextvars.clear_contextvars()
 
 
