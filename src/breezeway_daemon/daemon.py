@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import signal
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -46,7 +45,7 @@ from breezeway_daemon.api.client import BreezewayApi
 from breezeway_daemon.config import ConfigError, Settings, env_file_is_private, load_settings
 from breezeway_daemon.db import migrations
 from breezeway_daemon.db.pool import connect, create_pool
-from breezeway_daemon.db.runs import HOST, PID
+from breezeway_daemon.db.runs import HOST, PID, advisory_lock_key, try_lock
 from breezeway_daemon.errors import describe
 from breezeway_daemon.memory import fix_mmap_threshold
 from breezeway_daemon.notify import Notifier, keep_watchdog_fed, watchdog_interval
@@ -62,8 +61,7 @@ JOB_TYPES = {"hourly": "Hourly ETL", "daily": "Daily ETL"}
 
 def batch_lock_key(kind: str) -> int:
     """The advisory-lock key of a batch kind, shared by every daemon on the database."""
-    digest = hashlib.blake2b(f"breezeway-batch/{kind}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+    return advisory_lock_key(f"breezeway-batch/{kind}")
 
 
 class StartupError(Exception):
@@ -355,9 +353,7 @@ class Daemon:
             # One attempt: a database that is down fails the batch's runs soon enough.
             once = self.settings.model_copy(update={"db_connect_attempts": 1})
             conn = await connect(once, application_name="breezeway-daemon batch")
-            ours = bool(
-                await conn.fetchval("SELECT pg_try_advisory_lock($1)", batch_lock_key(kind))
-            )
+            ours = await try_lock(conn, batch_lock_key(kind))
         except Exception as err:  # noqa: BLE001 - the per-pair locks still guard the runs
             log.warning("batch_lock_unavailable", kind=kind, error=describe(err))
         try:

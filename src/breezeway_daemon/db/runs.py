@@ -20,16 +20,24 @@ HOST = socket.gethostname()
 PID = os.getpid()
 
 
-def run_lock_key(region: str, entity: str) -> int:
-    """A stable bigint advisory-lock key for one region and entity."""
-    digest = hashlib.blake2b(f"breezeway-run/{region}/{entity}".encode(), digest_size=8).digest()
+def advisory_lock_key(name: str) -> int:
+    """A stable bigint advisory-lock key for ``name``, the same in every process."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
+def run_lock_key(region: str, entity: str) -> int:
+    """The advisory-lock key of one region and entity."""
+    return advisory_lock_key(f"breezeway-run/{region}/{entity}")
+
+
+async def try_lock(conn: asyncpg.Connection, key: int) -> bool:
+    """Take the session advisory lock ``key`` if nobody holds it; whether it was taken."""
+    return bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
+
+
 async def try_lock_pair(conn: asyncpg.Connection, region: str, entity: str) -> bool:
-    return bool(
-        await conn.fetchval("SELECT pg_try_advisory_lock($1)", run_lock_key(region, entity))
-    )
+    return await try_lock(conn, run_lock_key(region, entity))
 
 
 async def unlock_pair(conn: asyncpg.Connection, region: str, entity: str) -> None:
