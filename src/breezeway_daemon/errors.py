@@ -44,6 +44,8 @@ def kind_of(err: BaseException) -> ErrorKind:
     kind = getattr(err, "kind", None)
     if isinstance(kind, ErrorKind):
         return kind
+    if connection_lost(err):
+        return ErrorKind.DATABASE
     if isinstance(
         err, DatabaseUnavailable | asyncpg.PostgresConnectionError | asyncpg.InterfaceError
     ):
@@ -55,3 +57,28 @@ def kind_of(err: BaseException) -> ErrorKind:
     if isinstance(err, asyncpg.PostgresError):
         return ErrorKind.DATABASE
     return ErrorKind.OTHER
+
+
+def connection_lost(err: BaseException) -> bool:
+    """Whether ``err`` means the connection to PostgreSQL is gone (or cannot be made),
+    rather than a statement that failed."""
+    import asyncpg
+
+    from breezeway_daemon.db.pool import DatabaseUnavailable
+
+    if isinstance(err, asyncpg.InterfaceError | asyncpg.InternalClientError):
+        # "another operation ... is in progress": a pooled connection whose backend was
+        # terminated, met while it still reads the server's goodbye (nothing here uses
+        # a connection from two tasks at once).
+        return "closed" in str(err) or "another operation" in str(err)
+    if isinstance(err, OSError):
+        return not isinstance(err, TimeoutError)  # sockets; a timeout is no proof
+    return isinstance(
+        err,
+        asyncpg.PostgresConnectionError
+        | asyncpg.AdminShutdownError
+        | asyncpg.CrashShutdownError
+        | asyncpg.CannotConnectNowError
+        | asyncpg.TooManyConnectionsError
+        | DatabaseUnavailable,
+    )

@@ -51,7 +51,7 @@ from breezeway_daemon.db import runs
 from breezeway_daemon.db.loader import Loader, LoadResult
 from breezeway_daemon.db.pool import DatabaseUnavailable, connect, open_pool
 from breezeway_daemon.entities import ENTITIES, EntitySpec, SyncMode, in_dependency_order
-from breezeway_daemon.errors import ErrorKind, describe, kind_of
+from breezeway_daemon.errors import ErrorKind, connection_lost, describe, kind_of
 
 log = structlog.get_logger(__name__)
 
@@ -246,7 +246,7 @@ class EntitySync:
                 error = f"exceeded the maximum run time of {minutes:g} minutes"
             else:
                 error = describe_failure(err)
-            result.error_kind = ErrorKind.DATABASE if connection_lost(err) else kind_of(err)
+            result.error_kind = kind_of(err)
             log.error("run_failed", error=error, kind=result.error_kind.value, **self._log_counts())
             await self._finish(result, success=False, error=error)
             return
@@ -685,29 +685,6 @@ class EntitySync:
             await self._per_property({"scheduled_date": f"{since.isoformat()},{until.isoformat()}"})
         else:
             raise ValueError(f"resync is for reservations and tasks, not {self.spec.name}")
-
-
-# Errors that mean the connection to PostgreSQL is gone (not a statement that failed).
-_CONNECTION_LOST: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    DatabaseUnavailable,
-)
-
-
-def connection_lost(err: BaseException) -> bool:
-    """Whether ``err`` means the connection to PostgreSQL is gone (or cannot be made)."""
-    if isinstance(err, asyncpg.InterfaceError | asyncpg.InternalClientError):
-        # "another operation ... is in progress": a pooled connection whose backend was
-        # terminated, met while it still reads the server's goodbye (nothing here uses
-        # a connection from two tasks at once).
-        return "closed" in str(err) or "another operation" in str(err)
-    if isinstance(err, OSError):
-        return not isinstance(err, TimeoutError)  # sockets; a timeout is no proof
-    return isinstance(err, _CONNECTION_LOST)
 
 
 def describe_failure(err: BaseException) -> str:
