@@ -311,7 +311,10 @@ class EntitySync:
                         try:
                             await self._record_end(conn, False, error, None)
                         except Exception:
-                            conn.terminate()  # not handed out again, whatever its state
+                            # Not handed out again, whatever its state (a connection the
+                            # pool already detached, being lost, needs nothing more).
+                            with contextlib.suppress(asyncpg.InterfaceError):
+                                conn.terminate()
                             raise
                 return error
             except Exception as err:  # noqa: BLE001 - a run's end must never raise
