@@ -14,7 +14,7 @@
         sim.cpu_s()                 # CPU seconds the simulator process has used
     # leaving the block stops the process (or call sim.stop())
 
-The simulator (``breezeway_daemon.simulator``) is built and served by uvicorn on 127.0.0.1 in a
+The simulator (``breezeway_sim``) is built and served by uvicorn on 127.0.0.1 in a
 *spawned* process, so the server has its own event loop and its own core and does not share
 the benchmarked code's; generating the data (``prepare_s`` seconds, printed by some scripts)
 happens there before the constructor returns. Start options: ``companies``; ``scale``, a
@@ -39,7 +39,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from breezeway_daemon.simulator import Scale
+    from breezeway_sim import Scale
 
 __all__ = ["SimCompany", "SimProcess"]
 
@@ -174,7 +174,7 @@ def _serve(conn: Connection, companies: int, scale: Any, seed: int, faults: dict
 async def _main(
     conn: Connection, companies: int, scale: Any, seed: int, faults: dict[str, Any]
 ) -> None:
-    from breezeway_daemon.simulator import Simulator, SimulatorServer
+    from breezeway_sim import Simulator, SimulatorServer
 
     sim = Simulator(companies=companies, scale=scale, seed=seed)
     sim.faults.update(**faults)

@@ -44,8 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from breezeway_daemon.config import load_settings  # noqa: E402
 from breezeway_daemon.entities import ENTITY_NAMES  # noqa: E402
 from breezeway_daemon.logs import configure_logging  # noqa: E402
-from breezeway_daemon.simulator import Scale  # noqa: E402
 from breezeway_daemon.sync import RunResult, SyncContext, run_batch  # noqa: E402
+from breezeway_sim import Scale  # noqa: E402
 
 SCALE = Scale(
     properties=80,

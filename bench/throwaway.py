@@ -15,7 +15,7 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from breezeway_daemon.db import migrations  # noqa: E402
+from breezeway_daemon.db import schema  # noqa: E402
 
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -36,7 +36,7 @@ async def create_database(label: str) -> str:
     url = urlunsplit(urlsplit(server)._replace(path="/" + name))
     conn = await asyncpg.connect(url)
     try:
-        await migrations.migrate(conn)
+        await schema.migrate(conn)
     finally:
         await conn.close()
     return url

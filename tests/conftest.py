@@ -21,10 +21,10 @@ import pytest
 import structlog
 
 from breezeway_daemon.config import Settings, load_settings
-from breezeway_daemon.db import migrations
+from breezeway_daemon.db import schema
 from breezeway_daemon.db.pool import create_pool
-from breezeway_daemon.simulator import Simulator, SimulatorServer
 from breezeway_daemon.sync import SyncContext
+from breezeway_sim import Simulator, SimulatorServer
 
 from simenv import SimEnv, settings_for
 
@@ -81,7 +81,7 @@ def database_url(server_url: str) -> Iterator[str]:
             await conn.close()
         conn = await asyncpg.connect(_with_database(server_url, name))
         try:
-            await migrations.migrate(conn)
+            await schema.migrate(conn)
         finally:
             await conn.close()
 
@@ -114,6 +114,20 @@ async def pool(base_settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(base_settings)
     yield pool
     await pool.close()
+
+
+@pytest.fixture
+async def empty_database(server_url: str) -> AsyncIterator[str]:
+    """A new, empty database of its own on the session's server, dropped afterwards."""
+    name = f"bw_mig_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(server_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = _with_database(server_url, name)
+    try:
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
 
 
 @pytest.fixture

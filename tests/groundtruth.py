@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 
 from breezeway_daemon.entities import ENTITY_NAMES
-from breezeway_daemon.simulator import Simulator
+from breezeway_sim import Simulator
 
 
 async def stored(pool: asyncpg.Pool, region: str, entity: str) -> dict[Any, Any]:

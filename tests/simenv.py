@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from breezeway_daemon.config import Settings, load_settings
-from breezeway_daemon.simulator import Simulator, SimulatorServer
+from breezeway_sim import Simulator, SimulatorServer
 
 
 def regions_for(sim: Simulator, names: list[str] | None = None) -> dict[str, dict[str, object]]:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-import secrets
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from breezeway_daemon.db import migrations
+from breezeway_daemon.db import schema
 from breezeway_daemon.db.loader import typed_column_sql
 from breezeway_daemon.entities import ENTITIES
 
@@ -22,28 +21,12 @@ RUNBOOK = (
 )
 
 
-@pytest.fixture
-async def empty_database(server_url: str):
-    name = f"bw_mig_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(server_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = server_url.rsplit("/", 1)[0] + "/" + name
-    if "?" in server_url:  # embedded server: the socket directory is a query parameter
-        base, query = server_url.split("?", 1)
-        url = base.rsplit("/", 1)[0] + "/" + name + "?" + query
-    try:
-        yield url
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
 async def test_migrate_from_empty_then_again_does_nothing(empty_database: str) -> None:
     conn = await asyncpg.connect(empty_database)
     try:
-        applied = await migrations.migrate(conn)
-        assert [m.version for m in applied] == [m.version for m in migrations.known_migrations()]
-        assert await migrations.migrate(conn) == []
+        applied = await schema.migrate(conn)
+        assert [m.version for m in applied] == [m.version for m in schema.known_migrations()]
+        assert await schema.migrate(conn) == []
         count = await conn.fetchval("SELECT count(*) FROM breezeway.schema_migrations")
         assert count == len(applied)
     finally:
@@ -53,8 +36,8 @@ async def test_migrate_from_empty_then_again_does_nothing(empty_database: str) -
 async def test_two_migrators_at_once_apply_each_migration_once(empty_database: str) -> None:
     first, second = await asyncpg.connect(empty_database), await asyncpg.connect(empty_database)
     try:
-        results = await asyncio.gather(migrations.migrate(first), migrations.migrate(second))
-        assert sorted(len(r) for r in results) == [0, len(migrations.known_migrations())]
+        results = await asyncio.gather(schema.migrate(first), schema.migrate(second))
+        assert sorted(len(r) for r in results) == [0, len(schema.known_migrations())]
     finally:
         await first.close()
         await second.close()
@@ -63,12 +46,12 @@ async def test_two_migrators_at_once_apply_each_migration_once(empty_database: s
 async def test_schema_newer_than_known_is_refused(empty_database: str) -> None:
     conn = await asyncpg.connect(empty_database)
     try:
-        await migrations.migrate(conn)
+        await schema.migrate(conn)
         await conn.execute(
             "INSERT INTO breezeway.schema_migrations (version, name, checksum) VALUES (999, 'future', 'x')"
         )
-        with pytest.raises(migrations.SchemaTooNew, match="999"):
-            await migrations.migrate(conn)
+        with pytest.raises(schema.SchemaTooNew, match="999"):
+            await schema.migrate(conn)
     finally:
         await conn.close()
 

@@ -58,12 +58,12 @@ async def check_config(args: argparse.Namespace) -> int:
 @command("migrate")
 async def migrate_command(args: argparse.Namespace) -> int:
     """Apply pending migrations."""
-    from breezeway_daemon.db import migrations
+    from breezeway_daemon.db import schema
     from breezeway_daemon.db.pool import open_connection
 
     settings = settings_from(args)
     async with open_connection(settings, "breezeway-daemon migrate") as conn:
-        applied = await migrations.migrate(conn)
+        applied = await schema.migrate(conn)
     if applied:
         for migration in applied:
             print(f"applied {migration.version:03d}_{migration.name}")
@@ -75,16 +75,16 @@ async def migrate_command(args: argparse.Namespace) -> int:
 @command("grant-readonly")
 async def grant_readonly_command(args: argparse.Namespace) -> int:
     """Grant a role read access (the entity tables, sync log, cursors, rejected records; never api_tokens)."""
-    from breezeway_daemon.db import migrations
+    from breezeway_daemon.db import schema
     from breezeway_daemon.db.pool import open_connection
 
     settings = settings_from(args)
     async with open_connection(settings, "breezeway-daemon grant-readonly") as conn:
         try:
-            tables = await migrations.grant_readonly(conn, args.role)
+            tables = await schema.grant_readonly(conn, args.role)
         except ValueError as err:
             raise CommandFailed(str(err), code=2) from None
-        except migrations.RoleMissing as err:
+        except schema.RoleMissing as err:
             raise CommandFailed(str(err)) from None
     print(f"{args.role} can read breezeway.{', breezeway.'.join(tables)} (not api_tokens)")
     return 0
@@ -220,10 +220,10 @@ async def token_command(args: argparse.Namespace) -> int:
 
 @command("simulate")
 async def simulate_command(args: argparse.Namespace) -> int:
-    """Serve the built-in Breezeway API simulator until stopped."""
-    from breezeway_daemon.simulator import cli as simulator_cli
+    """Serve the built-in Breezeway API simulator until stopped (options: simulate --help)."""
+    from breezeway_sim import cli as simulator_cli
 
-    return await simulator_cli.serve(args)
+    return await simulator_cli.serve(simulator_cli.parse_args(args.simulator_args))
 
 
 @command("serve")
@@ -390,11 +390,19 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--older-than", type=duration, required=True, metavar="AGE",
                        help="e.g. 7d, 12h, 90m")  # fmt: skip
 
-    from breezeway_daemon.simulator import cli as simulator_cli
-
-    simulate = sub.add_parser("simulate", help=simulate_command.__doc__)
-    simulator_cli.add_arguments(simulate)
+    # The simulator parses its own options, so that no other command imports it.
+    # (main passes it every argument after "simulate").
+    sub.add_parser("simulate", help=simulate_command.__doc__, add_help=False)
     return parser
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``argv`` parsed; the ``simulate`` command keeps the arguments that are its own."""
+    args, extra = parser.parse_known_args(argv)
+    if args.command != "simulate" and extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.simulator_args = extra
+    return args
 
 
 def duration(value: str) -> timedelta:
@@ -413,8 +421,7 @@ def _path(value: str) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(build_parser(), argv)
     from breezeway_daemon.logs import configure_logging
 
     level = args.log_level

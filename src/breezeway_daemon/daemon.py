@@ -43,7 +43,7 @@ from apscheduler.triggers.cron import CronTrigger
 from breezeway_daemon.alerts import Alerts, purge_history, report_batch
 from breezeway_daemon.api.client import BreezewayApi
 from breezeway_daemon.config import ConfigError, Settings, env_file_is_private, load_settings
-from breezeway_daemon.db import migrations
+from breezeway_daemon.db import schema
 from breezeway_daemon.db.pool import connect, create_pool
 from breezeway_daemon.db.runs import HOST, PID, advisory_lock_key, try_lock
 from breezeway_daemon.errors import describe
@@ -182,8 +182,8 @@ class Daemon:
         except Exception as err:  # noqa: BLE001 - reported as the reason it did not start
             raise StartupError(describe(err)) from err
         try:
-            applied = await migrations.migrate(conn)
-        except migrations.SchemaTooNew as err:
+            applied = await schema.migrate(conn)
+        except schema.SchemaTooNew as err:
             raise StartupError(str(err)) from err
         finally:
             await conn.close()

@@ -23,13 +23,13 @@ from typing import TextIO
 
 from breezeway_daemon import status
 from breezeway_daemon.config import Settings, load_settings, mask_url
-from breezeway_daemon.db import migrations
+from breezeway_daemon.db import schema
 from breezeway_daemon.db.embedded import embedded_postgres
 from breezeway_daemon.db.pool import connect
 from breezeway_daemon.db.runs import RunCounts
 from breezeway_daemon.entities import ENTITY_NAMES
-from breezeway_daemon.simulator import Scale, Simulator, SimulatorServer
 from breezeway_daemon.sync import RunResult, SyncContext, run_batch
+from breezeway_sim import Scale, Simulator, SimulatorServer
 
 RUNBOOK_REGIONS = (
     "nashville", "austin", "smoky", "hilton_head", "breckenridge", "sea_ranch", "mammoth", "hill_country",
@@ -165,7 +165,7 @@ async def run_demo(
             settings = demo_settings(url, server.base_url, sim, regions, state_dir)
             conn = await connect(settings, application_name="breezeway-daemon demo")
             try:
-                applied = await migrations.migrate(conn)
+                applied = await schema.migrate(conn)
             finally:
                 await conn.close()
             say(

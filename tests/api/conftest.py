@@ -22,9 +22,9 @@ import pytest
 from breezeway_daemon.api.client import BreezewayApi
 from breezeway_daemon.api.tokens import credential_fingerprint, jwt_expiry
 from breezeway_daemon.config import Settings
-from breezeway_daemon.simulator import Scale, Simulator, SimulatorServer
-from breezeway_daemon.simulator.auth import decode_jwt
-from breezeway_daemon.simulator.stats import ClientStats
+from breezeway_sim import Scale, Simulator, SimulatorServer
+from breezeway_sim.auth import decode_jwt
+from breezeway_sim.stats import ClientStats
 
 from simenv import regions_for, settings_for
 

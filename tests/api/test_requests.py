@@ -13,7 +13,7 @@ import breezeway_daemon.api.client as client_module
 from breezeway_daemon.api.client import CallCounter, count_calls
 from breezeway_daemon.api.errors import PermanentApiError, TransientApiError
 from breezeway_daemon.entities import ENTITIES
-from breezeway_daemon.simulator import Scale
+from breezeway_sim import Scale
 
 from .conftest import Env, EnvFactory
 

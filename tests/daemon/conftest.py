@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from breezeway_daemon.simulator import Simulator, SimulatorServer
+from breezeway_sim import Simulator, SimulatorServer
 
 from simenv import SimEnv, env_file_text
 

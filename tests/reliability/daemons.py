@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from breezeway_daemon.simulator import Simulator, SimulatorServer
+from breezeway_sim import Simulator, SimulatorServer
 
 BIN = Path(sys.executable).with_name("breezeway-daemon")
 CLI_TIMEOUT_S = 90.0

@@ -15,8 +15,8 @@ from breezeway_daemon.alerts import report_batch
 from breezeway_daemon.config import Settings
 from breezeway_daemon.entities import ENTITY_NAMES
 from breezeway_daemon.errors import ErrorKind
-from breezeway_daemon.simulator import Faults, Simulator, Stats
 from breezeway_daemon.sync import EntitySync, RunResult, SyncRequest, run_batch
+from breezeway_sim import Faults, Simulator, Stats
 
 from .conftest import SCALE, RelEnv, running_rows, served
 from groundtruth import differences

@@ -13,8 +13,8 @@ import pytest
 
 from breezeway_daemon.entities import ENTITY_NAMES
 from breezeway_daemon.records import without_nul
-from breezeway_daemon.simulator import BAD_RECORD_KINDS
 from breezeway_daemon.sync import run_batch
+from breezeway_sim import BAD_RECORD_KINDS
 
 from .conftest import Batches, RelEnv, duplicate_keys, running_rows
 from groundtruth import stored
@@ -107,7 +107,7 @@ async def _check_injected(env: RelEnv, kinds: set[str]) -> dict[str, set[str]]:
 
 def _kinds_of(kinds: set[str], entity: str) -> list[str]:
     """The kinds of ``Simulator.bad_records``, in its order."""
-    from breezeway_daemon.simulator.badrecords import KIND_ORDER
+    from breezeway_sim.badrecords import KIND_ORDER
 
     return [k for k in KIND_ORDER if k in kinds and (k != "unknown_property"
                                                      or entity == "reservations")]  # fmt: skip

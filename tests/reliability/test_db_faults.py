@@ -20,8 +20,8 @@ from breezeway_daemon.config import Settings
 from breezeway_daemon.db import runs
 from breezeway_daemon.entities import ENTITY_NAMES
 from breezeway_daemon.errors import ErrorKind
-from breezeway_daemon.simulator import Simulator
 from breezeway_daemon.sync import EntitySync, SyncRequest, run_batch
+from breezeway_sim import Simulator
 
 from .conftest import (
     LOCK_APP,

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from breezeway_daemon.db import migrations
+from breezeway_daemon.db import schema
 
 from .daemons import run_cli, write_private
 
@@ -93,7 +93,7 @@ async def test_a_member_of_breezeway_readonly_reads_the_data_and_not_the_tokens(
         "INSERT INTO breezeway.etl_sync_log (region_code, entity_type, sync_status) "
         "VALUES ('r', 'tags', 'success')"
     )
-    analyst = await roles("analyst", f"LOGIN IN ROLE {migrations.READONLY_ROLE}")
+    analyst = await roles("analyst", f"LOGIN IN ROLE {schema.READONLY_ROLE}")
     conn = await asyncpg.connect(as_user(database_url, analyst))
     try:
         assert await conn.fetchval("SELECT count(*) FROM breezeway.etl_sync_log") == 1
@@ -108,7 +108,7 @@ async def test_a_member_of_breezeway_readonly_reads_the_data_and_not_the_tokens(
         await conn.close()
     # The role itself cannot log in.
     with pytest.raises(asyncpg.InvalidAuthorizationSpecificationError):
-        await asyncpg.connect(as_user(database_url, migrations.READONLY_ROLE))
+        await asyncpg.connect(as_user(database_url, schema.READONLY_ROLE))
 
 
 async def test_grant_readonly_gives_a_dbas_role_the_same_access(
@@ -135,7 +135,7 @@ async def test_grant_readonly_gives_a_dbas_role_the_same_access(
         assert result.code == code and len(result.stderr.splitlines()) == 1, result
     assert "does not exist" in missing.stderr and "not a role name" in bad.stderr
     default = await run_cli("grant-readonly", env_file=env_file)  # breezeway_readonly
-    assert default.code == 0 and migrations.READONLY_ROLE in default.stdout, default
+    assert default.code == 0 and schema.READONLY_ROLE in default.stdout, default
 
 
 async def test_the_migration_runs_for_an_owner_without_createrole(server_url: str, roles) -> None:
@@ -152,10 +152,10 @@ async def test_the_migration_runs_for_an_owner_without_createrole(server_url: st
         conn.add_log_listener(lambda _conn, message: notices.append(message.message))
         try:
             # The real migrations, the role existing already (created by the session's).
-            applied = await migrations.migrate(conn)
+            applied = await schema.migrate(conn)
             assert [m.version for m in applied][-1] == 4
             # Migration 004 as it would run where the role does not exist yet.
-            sql = next(m.sql for m in migrations.known_migrations() if m.version == 4)
+            sql = next(m.sql for m in schema.known_migrations() if m.version == 4)
             absent = f"bw_test_absent_{secrets.token_hex(4)}"
             await conn.execute(sql.replace("breezeway_readonly", absent))
         finally:

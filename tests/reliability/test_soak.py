@@ -29,8 +29,8 @@ import asyncpg
 import pytest
 
 from breezeway_daemon.entities import ENTITY_NAMES
-from breezeway_daemon.simulator import EntityRates, Rates
 from breezeway_daemon.sync import SyncContext, run_batch
+from breezeway_sim import EntityRates, Rates
 
 from .conftest import DaemonEnv, duplicate_keys, rss_kib, running_rows
 from groundtruth import differences

@@ -19,7 +19,7 @@ import pytest
 
 from breezeway_daemon.config import Settings
 from breezeway_daemon.entities import ENTITY_NAMES
-from breezeway_daemon.simulator import EntityRates, Rates, Scale, Simulator, SimulatorServer
+from breezeway_sim import EntityRates, Rates, Scale, Simulator, SimulatorServer
 from daemon.conftest import DaemonProcess, NotifySocket
 
 from .daemons import env_file_text, region_settings, run_cli, write_private

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from breezeway_daemon.simulator import Simulator, SimulatorServer
+from breezeway_sim import Simulator, SimulatorServer
 
 API = "/public/inventory/v1"
 LOGIN = "/public/auth/v1/"

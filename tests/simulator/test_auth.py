@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from breezeway_daemon.simulator.auth import TokenError, decode_jwt, encode_jwt
+from breezeway_sim.auth import TokenError, decode_jwt, encode_jwt
 
 
 def claims_of(token: str) -> dict:

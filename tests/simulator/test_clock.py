@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from breezeway_daemon.simulator import EntityRates, Rates, Scale, Simulator
+from breezeway_sim import EntityRates, Rates, Scale, Simulator
 
 
 def ts(text: str) -> datetime:

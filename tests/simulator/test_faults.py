@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from breezeway_daemon.simulator import BAD_RECORD_KINDS, Faults
-from breezeway_daemon.simulator.stats import max_in_window
+from breezeway_sim import BAD_RECORD_KINDS, Faults
+from breezeway_sim.stats import max_in_window
 
 
 def retry_after_of(answer) -> datetime:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from breezeway_daemon.simulator import limits
+from breezeway_sim import limits
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import orjson
 import pytest
 
-from breezeway_daemon.simulator import Scale, Simulator
+from breezeway_sim import Scale, Simulator
 
 
 def ts(text: str) -> datetime:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from breezeway_daemon.simulator import Simulator, SimulatorServer, region_env_lines
+from breezeway_sim import Simulator, SimulatorServer, region_env_lines
 
 
 def retry_after_of(answer: httpx.Response) -> datetime:
@@ -142,7 +142,7 @@ async def test_simulate_command_serves_prints_credentials_and_stops_on_sigint():
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "breezeway_daemon.simulator.cli",
+        "breezeway_sim.cli",
         "--port",
         "0",
         "--companies",

@@ -13,8 +13,8 @@ import pytest
 
 from breezeway_daemon.config import Settings
 from breezeway_daemon.db import runs
-from breezeway_daemon.simulator import Scale, Simulator, SimulatorServer
 from breezeway_daemon.sync import SyncContext
+from breezeway_sim import Scale, Simulator, SimulatorServer
 
 from simenv import SimEnv, settings_for
 

@@ -8,8 +8,8 @@ import asyncpg
 import pytest
 
 from breezeway_daemon.entities import ENTITY_NAMES
-from breezeway_daemon.simulator import EntityRates, Rates
 from breezeway_daemon.sync import EntitySync, SyncRequest, run_batch
+from breezeway_sim import EntityRates, Rates
 
 from .conftest import Env, cursor, live_ids, log_rows
 from groundtruth import differences, stored

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from breezeway_daemon.db.runs import HOST, PID
 from breezeway_daemon.entities import ENTITY_NAMES
-from breezeway_daemon.simulator import EntityRates, Rates
 from breezeway_daemon.sync import RunResult, run_batch
+from breezeway_sim import EntityRates, Rates
 
 from .conftest import Env, cursor, log_rows
 from groundtruth import differences, stored

@@ -4,11 +4,8 @@ Prints the fake credentials and company ids it accepts (they are the simulator's
 so printing them is the point); with ``--env`` also the env-file lines for the daemon, one
 region per company, named ``region_1..region_N`` or by ``--regions a,b,c``.
 
-Wire it into the main parser with::
-
-    sub = subparsers.add_parser("simulate", help=...)
-    simulator.cli.add_arguments(sub)
-    ... return asyncio.run(simulator.cli.serve(args))
+The daemon's command line passes everything after ``simulate`` to ``parse_args`` and
+imports this module only then, so that no other command imports the simulator.
 """
 
 from __future__ import annotations
@@ -24,7 +21,7 @@ from .generate import PRESETS
 from .server import SimulatorServer
 from .simulation import Simulator
 
-__all__ = ["add_arguments", "serve"]
+__all__ = ["add_arguments", "parse_args", "serve"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -137,13 +134,18 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Standalone entry: ``python -m breezeway_daemon.simulator.cli``."""
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The ``simulate`` options from ``argv``; exits 2 with one line on a usage error."""
     parser = argparse.ArgumentParser(
         prog="breezeway-daemon simulate", description=__doc__.splitlines()[0]
     )
     add_arguments(parser)
-    return asyncio.run(serve(parser.parse_args(argv)))
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry: ``python -m breezeway_sim.cli``."""
+    return asyncio.run(serve(parse_args(sys.argv[1:] if argv is None else argv)))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The Breezeway API simulator: all of BREEZEWAY_API.md over real HTTP, with data, time and faults.
 
-    from breezeway_daemon.simulator import Simulator, Scale, SimulatorServer
+    from breezeway_sim import Simulator, Scale, SimulatorServer
 
     sim = Simulator(companies=2, scale="small", seed=1)       # or scale="prod" / Scale(...)
     async with SimulatorServer(sim, port=0) as server:        # uvicorn in this event loop

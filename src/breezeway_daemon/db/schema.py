@@ -1,4 +1,5 @@
-"""Schema migrations: numbered ``.sql`` files applied in order, each once.
+"""The schema migration runner: the numbered ``.sql`` files of ``migrations/`` (shipped
+as ``breezeway_daemon.migrations``), applied in order, each once.
 
 Each migration runs in its own transaction and is recorded in
 ``breezeway.schema_migrations``. A session advisory lock serialises migrators,
