@@ -360,9 +360,14 @@ async def test_bundle_holds_everything_and_no_secret(
     client_secrets = [str(c["client_secret"]) for c in regions_for(sim_env.sim).values()]
     secrets = [db_password, smtp_password, *client_secrets]
     assert (await cli("run", "all")).code == 0
-    # A secret that reached alerts.log by accident does not leave with the bundle.
+    tokens = [t for row in await clean_db.fetch("SELECT access_token, refresh_token FROM breezeway.api_tokens")
+              for t in row.values() if t]  # fmt: skip
+    assert tokens, "the run stored its tokens"
+    secrets += tokens
+    # A secret or token that reached alerts.log by accident does not leave with the bundle.
     with alerts_log.open("a") as log:
         log.write(f"oops: {client_secrets[0]} and {smtp_password} and {db_password}\n")
+        log.write(f"echoed by an API: {' '.join(tokens)}\n")
 
     out = cli.dir / "out" / "bundle.tar.gz"
     result = await cli("bundle", "--out", str(out))

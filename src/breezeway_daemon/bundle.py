@@ -4,7 +4,7 @@ Contents: the last 24 hours of ``etl_sync_log`` as CSV, ``alerts.log``, the
 daemon's recent journal lines (or a note saying why there are none), the
 effective configuration with secrets masked, versions, and the status output.
 Every file passes through a scrubber that replaces each configured secret
-(client secrets, SMTP and database passwords) with ``***``, so a secret that
+(client secrets, SMTP and database passwords, the stored API tokens) with ``***``, so a secret that
 reached a log by accident does not leave with the bundle.
 """
 
@@ -112,11 +112,18 @@ async def build(pool: asyncpg.Pool, settings: Settings, out: Path) -> list[str]:
         "status.txt": status.render(statuses) + "\n",
         "status.json": json.dumps([s.as_json() for s in statuses], indent=2) + "\n",
     }
-    secrets = configured_secrets(settings)
+    secrets = configured_secrets(settings) + await stored_tokens(pool)
     await asyncio.to_thread(
         write_tar, out, root, {name: scrub(text, secrets) for name, text in files.items()}
     )
     return list(files)
+
+
+async def stored_tokens(pool: asyncpg.Pool) -> list[str]:
+    """The tokens in ``api_tokens`` (this process holds none): masked by value in the bundle."""
+    rows = await pool.fetch("SELECT access_token, refresh_token FROM breezeway.api_tokens")
+    found = {t for row in rows for t in (row["access_token"], row["refresh_token"]) if t}
+    return sorted(found, key=len, reverse=True)
 
 
 def write_tar(out: Path, root: str, files: dict[str, str]) -> None:

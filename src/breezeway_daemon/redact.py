@@ -5,12 +5,16 @@ holds; ``scrub(text, secrets)`` replaces them, and anything shaped like a URL
 password, a bearer token, a ``token=``/``secret=`` value or a JWT, with ``***``.
 ``scrub_credentials(text)`` removes only what is certainly a credential (a URL
 password, the token after ``Bearer``/``JWT``, a JWT): for error messages, which
-quote what an API or a library answered, and for log values.
+quote what an API or a library answered, and for log values. Both also mask, by
+value, every token the process holds (``hold_tokens``), whatever its shape: an API
+error body that echoes an opaque token loses it before it reaches a log line, an
+alert, ``last_error``, ``etl_sync_log.error_message`` or a bundle.
 """
 
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, quote, unquote, urlsplit
@@ -28,6 +32,31 @@ _SECRET_PARAM = re.compile(
 )
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 MASK = "***"
+# Tokens shorter than this are not masked by value (they would mask ordinary words).
+MIN_HELD_TOKEN = 8
+# Tokens rotate; the most recent ones are kept (50 regions x access + refresh, many times over).
+MAX_HELD_TOKENS = 1024
+_held: OrderedDict[str, None] = OrderedDict()
+
+
+def hold_tokens(*tokens: str | None) -> None:
+    """Mask these token values in everything scrubbed from now on (``None`` ignored)."""
+    for token in tokens:
+        if token is None or len(token) < MIN_HELD_TOKEN:
+            continue
+        _held[token] = None
+        _held.move_to_end(token)
+    while len(_held) > MAX_HELD_TOKENS:
+        _held.popitem(last=False)
+
+
+def _mask_held(text: str) -> str:
+    if len(text) < MIN_HELD_TOKEN:
+        return text
+    for token in reversed(_held):
+        if token in text:
+            text = text.replace(token, MASK)
+    return text
 
 
 def configured_secrets(settings: Settings) -> list[str]:
@@ -54,6 +83,7 @@ def scrub(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` without configured secrets, URL passwords, bearer tokens or token values."""
     for secret in secrets:
         text = text.replace(secret, MASK)
+    text = _mask_held(text)
     text = _URL_PASSWORD.sub(rf"\1:{MASK}@", text)
     text = _BEARER.sub(rf"\1{MASK}", text)
     text = _SECRET_PARAM.sub(rf"\1\2{MASK}", text)
@@ -61,7 +91,8 @@ def scrub(text: str, secrets: Iterable[str] = ()) -> str:
 
 
 def scrub_credentials(text: str) -> str:
-    """``text`` without URL passwords, ``Bearer``/``JWT`` tokens or JWTs; the rest kept."""
+    """``text`` without held tokens, URL passwords, ``Bearer``/``JWT`` tokens or JWTs."""
+    text = _mask_held(text)
     if "://" in text:
         text = _URL_PASSWORD.sub(rf"\1:{MASK}@", text)
     text = _BEARER.sub(rf"\1{MASK}", text)
