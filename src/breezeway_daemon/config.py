@@ -24,7 +24,8 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
-from breezeway_daemon.entities import ENTITY_NAMES
+from breezeway_daemon.entities import ENTITIES, ENTITY_NAMES
+from breezeway_daemon.privacy import FieldDrop, FieldPath, drops_by_entity, parse_field
 
 # A region name appears in SQL parameters, advisory-lock keys, file names and commands an
 # operator copies: ASCII only, starting with a letter, at most 63 characters (a PostgreSQL
@@ -65,6 +66,10 @@ def _entity_list(value: Any) -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"unknown entity {unknown[0]!r} (known: {', '.join(ENTITY_NAMES)})")
     return names
+
+
+def _field_path(text: str) -> FieldPath:
+    return parse_field(text, ENTITY_NAMES, {name: spec.key for name, spec in ENTITIES.items()})
 
 
 def _cron(value: str) -> str:
@@ -150,6 +155,10 @@ class Settings(BaseSettings):
     warn_api_calls: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
     warn_shrink_ratio: float = Field(default=0.5, ge=0, le=1)
 
+    # --- privacy -------------------------------------------------------------
+    # Fields never stored, e.g. "reservations.access_code,reservations.guests[].email".
+    drop_fields: Annotated[tuple[str, ...], NoDecode] = ()
+
     # --- files -------------------------------------------------------------
     state_dir: Path = Path("/var/lib/breezeway-daemon")
     alerts_log: Path | None = None
@@ -187,6 +196,13 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown timezone {value!r}") from None
         return value
+
+    @field_validator("drop_fields", mode="before")
+    @classmethod
+    def _drop_fields(cls, value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",")]
+        return tuple(str(_field_path(part)) for part in value if part)
 
     @field_validator("alert_to", mode="before")
     @classmethod
@@ -247,6 +263,11 @@ class Settings(BaseSettings):
     @property
     def max_run_time(self) -> timedelta:
         return timedelta(minutes=self.max_run_minutes)
+
+    @property
+    def field_drops(self) -> dict[str, FieldDrop]:
+        """``drop_fields`` per entity, for the loader."""
+        return drops_by_entity(_field_path(text) for text in self.drop_fields)
 
     def dsn(self) -> str:
         """The database URL, for connecting. Never log it: it may hold a password."""
