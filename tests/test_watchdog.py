@@ -11,8 +11,9 @@ import asyncpg
 
 from breezeway_daemon.config import Settings
 from breezeway_daemon.db import runs
+from breezeway_daemon.retention import purge_sync_log
 from breezeway_daemon.sync import EntitySync, RunResult, SyncContext, SyncRequest
-from breezeway_daemon.watchdog import purge_sync_log, sweep
+from breezeway_daemon.watchdog import sweep
 
 from simenv import SimEnv
 

@@ -256,7 +256,7 @@ async def watchdog_command(args: argparse.Namespace) -> int:
 async def purge_command(args: argparse.Namespace) -> int:
     """Delete finished sync-log rows and rejected records older than --older-than (e.g. 7d)."""
     from breezeway_daemon.db.pool import open_pool
-    from breezeway_daemon.watchdog import purge_sync_log
+    from breezeway_daemon.retention import purge_sync_log
 
     settings = settings_from(args)
     async with open_pool(settings, "breezeway-daemon purge", max_size=2) as pool:

@@ -40,7 +40,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from breezeway_daemon.alerts import Alerts, purge_history, report_batch
+from breezeway_daemon.alerts import Alerts, report_batch
 from breezeway_daemon.api.client import BreezewayApi
 from breezeway_daemon.config import ConfigError, Settings, env_file_is_private, load_settings
 from breezeway_daemon.db import schema
@@ -49,8 +49,9 @@ from breezeway_daemon.db.runs import HOST, PID, advisory_lock_key, try_lock
 from breezeway_daemon.errors import describe
 from breezeway_daemon.memory import fix_mmap_threshold
 from breezeway_daemon.notify import Notifier, keep_watchdog_fed, watchdog_interval
+from breezeway_daemon.retention import purge
 from breezeway_daemon.sync import RunResult, SyncContext, run_batch
-from breezeway_daemon.watchdog import purge_sync_log, sweep
+from breezeway_daemon.watchdog import sweep
 
 log = structlog.get_logger(__name__)
 
@@ -377,8 +378,7 @@ class Daemon:
         assert self.pool is not None
         age = timedelta(days=self.settings.sync_log_retention_days)
         try:
-            await purge_sync_log(self.pool, age)
-            await purge_history(self.pool, age)
+            await purge(self.pool, age)
         except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as err:
             log.error("retention_failed", error=describe(err))
 

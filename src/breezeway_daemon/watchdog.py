@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 import asyncpg
@@ -102,29 +102,3 @@ async def sweep(
             )  # fmt: skip
             failed.append({**dict(row), "reason": reason})
     return failed
-
-
-async def purge_sync_log(pool: asyncpg.Pool, older_than: timedelta) -> dict[str, int]:
-    """Delete finished run rows and rejected records older than ``older_than``.
-
-    Running rows are never deleted, nor each pair's latest success (which later
-    runs carry forward as ``last_successful_sync_at``).
-    """
-    async with pool.acquire() as conn, conn.transaction():
-        runs = await conn.execute(
-            """
-            DELETE FROM breezeway.etl_sync_log
-            WHERE sync_status IN ('success', 'failed') AND sync_started_at < now() - $1::interval
-              AND id NOT IN (
-                SELECT DISTINCT ON (region_code, entity_type) id FROM breezeway.etl_sync_log
-                WHERE sync_status = 'success' ORDER BY region_code, entity_type, id DESC)
-            """,
-            older_than,
-        )
-        rejected = await conn.execute(
-            "DELETE FROM breezeway.rejected_records WHERE rejected_at < now() - $1::interval",
-            older_than,
-        )
-    counts = {"sync_log_rows": int(runs.split()[-1]), "rejected_records": int(rejected.split()[-1])}
-    log.info("retention_purged", older_than_days=older_than.total_seconds() / 86400, **counts)
-    return counts

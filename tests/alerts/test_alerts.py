@@ -11,10 +11,11 @@ import asyncpg
 import pytest
 import structlog.testing
 
-from breezeway_daemon.alerts import Alerts, format_record, parse_alerts_log, scrub
+from breezeway_daemon.alerts import Alerts, format_record, parse_alerts_log
 from breezeway_daemon.config import Settings
 from breezeway_daemon.db.runs import RunCounts
 from breezeway_daemon.errors import ErrorKind
+from breezeway_daemon.redact import scrub
 from breezeway_daemon.sync import RunResult
 
 from .conftest import RECIPIENTS, SECRETS, SMTP_PASSWORD, SMTP_USER, Mailbox, _free_port, logged
@@ -448,6 +449,19 @@ async def test_unwritable_alerts_log_does_not_raise_and_mail_still_goes(
         "SELECT kind, mail_status FROM breezeway.alert_history ORDER BY id"
     )
     assert [tuple(row) for row in kinds] == [("failure", "sent"), ("stuck", "sent")]
+
+
+async def test_a_fault_inside_the_alerts_is_logged_never_raised(
+    alerts: Alerts, mailbox: Mailbox
+) -> None:
+    with structlog.testing.capture_logs() as events:
+        await alerts.stuck_runs([None])  # type: ignore[list-item]  # not a row
+        await alerts.batch_finished("Hourly ETL", [None])  # type: ignore[list-item]
+        await alerts.run_finished(failed())  # the next alert goes out
+
+    failed_alerts = [e for e in events if e["event"] == "alert_failed"]
+    assert [e["what"] for e in failed_alerts] == ["stuck_runs", "batch_finished"]
+    assert mailbox.subjects == ["🚨 ETL FAILURE: nashville/properties"]
 
 
 async def test_without_smtp_alerts_are_only_logged(
