@@ -193,6 +193,59 @@ async def test_batch_outage_gives_one_summary_listing_every_failure(
     assert mailbox.body().count("already reported at") == 8
 
 
+async def test_batch_with_one_failure_mails_that_failure_under_the_runbooks_subject(
+    alerts: Alerts, mailbox: Mailbox, settings: Settings, alert_db: asyncpg.Pool
+) -> None:
+    failure = failed(records_processed=5, api_calls_made=2)
+    results = [failure, succeeded(region="austin")]
+    for result in results:
+        await alerts.run_finished(result, in_batch=True)
+    assert mailbox.subjects == []
+
+    await alerts.batch_finished("Hourly ETL", results)
+
+    assert mailbox.subjects == ["🚨 ETL FAILURE: nashville/properties"]
+    assert mailbox.messages[0]["X-Breezeway-Alert"] == "failure"
+    body = mailbox.body()
+    assert body.startswith("Run of nashville/properties failed.\n")
+    assert "503 Service Unavailable after 5 attempts" in body
+    assert f"Run id: {failure.run_id}" in body and "B. API Connection Error" in body
+    assert "Summary" not in body and "austin" not in body
+    rows = await alert_db.fetch("SELECT kind, run_id, mail_status FROM breezeway.alert_history")
+    assert [tuple(row) for row in rows] == [("failure", failure.run_id, "sent")]
+    records = logged(settings)
+    assert [r.subject for r in records] == ["🚨 ETL FAILURE: nashville/properties"] * 2
+    assert records[0].body.endswith("mail: folded into the batch's digest (mailed after the batch)")
+    assert records[1].body.endswith("mail: sent to ops@example.com, oncall@example.com")
+
+    # The next batch, the same failure: quiet. Two failures: one summary again.
+    again = failed()
+    await alerts.run_finished(again, in_batch=True)
+    await alerts.batch_finished("Hourly ETL", [again])
+    assert len(mailbox.subjects) == 1
+    two = [failed(), failed(region="austin"), succeeded(region="smoky")]
+    for result in two:
+        await alerts.run_finished(result, in_batch=True)
+    await alerts.batch_finished("Hourly ETL", two)
+    assert mailbox.subjects[1:] == ["📊 Hourly ETL Summary: 2 failures"]
+    assert mailbox.messages[1]["X-Breezeway-Alert"] == "summary"
+    summary = mailbox.body()
+    assert f"nashville/properties: run {two[0].run_id}" in summary
+    assert f"austin/properties: run {two[1].run_id}" in summary
+    assert "(already reported at" in summary and "smoky" not in summary
+
+
+async def test_one_failure_mailed_on_its_own_is_not_mailed_again_by_its_batch(
+    alerts: Alerts, mailbox: Mailbox
+) -> None:
+    results = [failed(), succeeded(region="austin")]
+    for result in results:
+        await alerts.run_finished(result)  # not folded
+    await alerts.batch_finished("Manual ETL", results)
+
+    assert mailbox.subjects == ["🚨 ETL FAILURE: nashville/properties"]
+
+
 async def test_batch_without_failures_sends_no_summary(
     alerts: Alerts, mailbox: Mailbox, settings: Settings
 ) -> None:

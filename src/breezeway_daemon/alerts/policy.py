@@ -45,7 +45,8 @@ class Alerts:
 
     ``run_finished(result, in_batch=True)`` folds the run's alerts (logged and
     recorded, not mailed) until ``batch_finished`` mails at most three for the batch:
-    the ``📊`` summary of its failures, one ``⚠️`` digest and one ``✅`` digest.
+    its failure (one failed run, under its own ``🚨 ETL FAILURE`` subject) or the
+    ``📊`` summary of its failures, one ``⚠️`` digest and one ``✅`` digest.
 
     No public method raises: a broken mail server, an unwritable ``alerts.log``, an
     unreachable database or a fault of its own is logged, and the next alert tries
@@ -87,13 +88,18 @@ class Alerts:
                 await self._run_succeeded(result, in_batch)
 
     async def batch_finished(self, job_type: str, results: Sequence[RunResult]) -> None:
-        """After a batch whose runs were passed to ``run_finished``: the summary of its
-        failures, then its warning and recovery digests."""
+        """After a batch whose runs were passed to ``run_finished``: its failure, or the
+        summary of its failures, then its warning and recovery digests."""
         job_type = messages.one_line(job_type)
         with self._never_raise("batch_finished", job_type=job_type):
             folded = self._claim_folded(results)
             failures = [result for result in results if result.failed]
-            if failures:
+            if len(failures) == 1:
+                # Mailed as itself, under the runbook's own subject (operators filter on
+                # it); a failure that was not folded was mailed on its own already.
+                for alert in self._of_kind(folded, AlertKind.FAILURE):
+                    await self._deliver(alert)
+            elif failures:
                 await self._summary(job_type, failures, len(results), folded)
             await self._digest(job_type, folded, AlertKind.WARNING, "⚠️ ETL WARNING", "runs")
             await self._digest(job_type, folded, AlertKind.RECOVERED, "✅ ETL RECOVERED", "pairs")
