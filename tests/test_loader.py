@@ -40,11 +40,16 @@ async def rows(pool: asyncpg.Pool, table: str) -> dict[int, asyncpg.Record]:
 async def test_new_updated_unchanged_counts(clean_db: asyncpg.Pool) -> None:
     loader = Loader(clean_db, PROPERTIES, REGION)
     first = await loader.load([prop(1), prop(2), prop(3)])
-    assert (first.new, first.updated, first.unchanged) == (3, 0, 0)
+    assert (first.records_new, first.records_updated, first.records_unchanged) == (3, 0, 0)
 
     before = await rows(clean_db, "properties")
     second = await loader.load([prop(1), prop(2, name="Renamed"), prop(3), prop(4)])
-    assert (second.new, second.updated, second.unchanged, second.rejected) == (1, 1, 2, 0)
+    assert (
+        second.records_new,
+        second.records_updated,
+        second.records_unchanged,
+        second.records_rejected,
+    ) == (1, 1, 2, 0)
 
     after = await rows(clean_db, "properties")
     assert after[2]["name"] == "Renamed" and after[2]["raw"]["name"] == "Renamed"
@@ -58,7 +63,7 @@ async def test_same_key_twice_in_one_batch_keeps_the_last(clean_db: asyncpg.Pool
     result = await Loader(clean_db, PROPERTIES, REGION).load(
         [prop(1, name="first"), prop(2), prop(1, name="last")]
     )
-    assert (result.new, result.duplicates) == (2, 1)
+    assert (result.records_new, result.duplicates) == (2, 1)
     assert (await rows(clean_db, "properties"))[1]["name"] == "last"
 
 
@@ -81,8 +86,8 @@ async def test_bad_records_are_rejected_with_reasons_and_the_rest_stored(
         task(19, 777),  # property 777 is not known
     ]
     result = await Loader(clean_db, TASKS, REGION).load(batch)
-    assert result.received == len(batch)
-    assert (result.new, result.rejected) == (5, 7)
+    assert result.records_processed == len(batch)
+    assert (result.records_new, result.records_rejected) == (5, 7)
     stored = await rows(clean_db, "tasks")
     assert set(stored) == {10, 11, 12, 15, 18}
     assert stored[10]["name"] == "nulin name" and stored[10]["raw"]["costs"] == [{"note": "x"}]
@@ -117,7 +122,7 @@ async def test_unchanged_batch_touches_synced_at_only(clean_db: asyncpg.Pool) ->
     loader = Loader(clean_db, TASKS, REGION)
     await loader.load(tasks)
     again = await loader.load(tasks)
-    assert (again.new, again.updated, again.unchanged) == (0, 0, 50)
+    assert (again.records_new, again.records_updated, again.records_unchanged) == (0, 0, 50)
 
 
 async def test_deleted_record_that_returns_is_restored(clean_db: asyncpg.Pool) -> None:
@@ -125,7 +130,7 @@ async def test_deleted_record_that_returns_is_restored(clean_db: asyncpg.Pool) -
     await loader.load([prop(1), prop(2)])
     await clean_db.execute("UPDATE breezeway.properties SET deleted_at = now() WHERE id = 1")
     result = await loader.load([prop(1)])
-    assert (result.updated, result.unchanged) == (1, 0)
+    assert (result.records_updated, result.records_unchanged) == (1, 0)
     assert (await rows(clean_db, "properties"))[1]["deleted_at"] is None
 
 
@@ -135,7 +140,9 @@ async def test_orphans_can_be_returned_to_the_caller(clean_db: asyncpg.Pool) -> 
     result = await Loader(clean_db, RESERVATIONS, REGION).load(
         [reservation, {"id": 6, "property_id": 1}], orphans="return"
     )
-    assert result.new == 1 and result.orphans == [reservation] and result.rejected == 0
+    assert (
+        result.records_new == 1 and result.orphans == [reservation] and result.records_rejected == 0
+    )
 
 
 async def test_tags_are_keyed_by_kind_and_id(clean_db: asyncpg.Pool) -> None:
@@ -149,7 +156,7 @@ async def test_tags_are_keyed_by_kind_and_id(clean_db: asyncpg.Pool) -> None:
 async def test_regions_do_not_share_rows(clean_db: asyncpg.Pool) -> None:
     await Loader(clean_db, PROPERTIES, "austin").load([prop(1, name="Austin")])
     result = await Loader(clean_db, PROPERTIES, REGION).load([prop(1)])
-    assert result.new == 1
+    assert result.records_new == 1
     names = await clean_db.fetch("SELECT region_code, name FROM breezeway.properties ORDER BY 1")
     assert [tuple(r) for r in names] == [("austin", "Austin"), ("nashville", "Cabin 1")]
 
@@ -191,8 +198,14 @@ async def test_pipelined_batches_store_what_sequential_loads_store(clean_db: asy
     )
 
     assert got == expected
-    assert [r.received for r in seen] == [3, 3, 3, 2]  # in submission order
-    assert (got.new, got.updated, got.unchanged, got.rejected, got.duplicates) == (4, 2, 1, 2, 1)
+    assert [r.records_processed for r in seen] == [3, 3, 3, 2]  # in submission order
+    assert (
+        got.records_new,
+        got.records_updated,
+        got.records_unchanged,
+        got.records_rejected,
+        got.duplicates,
+    ) == (4, 2, 1, 2, 1)
     assert [o["id"] for o in got.orphans] == [4]
     assert await table_state(clean_db, "tasks", "smoky") == await table_state(
         clean_db, "tasks", "austin"
@@ -214,11 +227,11 @@ async def test_pipeline_accepts_async_iterables_and_the_submit_api(clean_db: asy
             yield [task(i, 1) for i in range(start, start + 20)]
 
     first = await loader.load_batches(pages())
-    assert (first.new, first.received) == (60, 60)
+    assert (first.records_new, first.records_processed) == (60, 60)
     async with loader.pipeline() as pipeline:
         async for page in pages():
             await pipeline.submit(page)
-    assert (pipeline.result.unchanged, pipeline.result.new) == (60, 0)
+    assert (pipeline.result.records_unchanged, pipeline.result.records_new) == (60, 0)
 
 
 async def test_a_failing_batch_fails_the_pipeline_after_the_others_settle(
@@ -257,7 +270,7 @@ async def test_a_row_inserted_by_another_writer_meanwhile_retries_the_batch(
     monkeypatch.setattr(Loader, "_classify", blind)
     result = await loader.load([prop(1), prop(2, name="Changed"), prop(3)])
     assert len(lookups) == 2  # the unique violation rolled the first attempt back
-    assert (result.new, result.updated, result.unchanged) == (1, 1, 1)
+    assert (result.records_new, result.records_updated, result.records_unchanged) == (1, 1, 1)
     after = await rows(clean_db, "properties")
     assert after[2]["name"] == "Changed" and after[3]["name"] == "Cabin 3"
     assert after[1]["changed_at"] == before[1]["changed_at"]  # same content: not rewritten
@@ -280,7 +293,7 @@ async def test_a_deadlock_retries_the_whole_batch_once(
     monkeypatch.setattr(Loader, "_write", deadlocking)
     result = await loader.load([prop(1), prop(2), "not a record", prop(3, latitude="north")])
     assert len(calls) == 2
-    assert (result.new, result.rejected, result.received) == (2, 2, 4)
+    assert (result.records_new, result.records_rejected, result.records_processed) == (2, 2, 4)
     assert set(await rows(clean_db, "properties")) == {1, 2}
     count = await clean_db.fetchval("SELECT count(*) FROM breezeway.rejected_records")
     assert count == 2  # the rolled-back attempt left nothing behind
@@ -291,7 +304,7 @@ async def test_unchanged_rows_are_touched_without_a_new_index_entry(clean_db: as
     await loader.load([prop(i) for i in range(1, 201)])
     before = await rows(clean_db, "properties")
     again = await loader.load([prop(i) for i in range(1, 201)])
-    assert (again.unchanged, again.new, again.updated) == (200, 0, 0)
+    assert (again.records_unchanged, again.records_new, again.records_updated) == (200, 0, 0)
     after = await rows(clean_db, "properties")
     assert all(after[i]["synced_at"] > before[i]["synced_at"] for i in after)
     assert all(after[i]["changed_at"] == before[i]["changed_at"] for i in after)

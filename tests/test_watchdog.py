@@ -68,12 +68,10 @@ async def test_a_stale_heartbeat_is_failed_as_stuck(
 ) -> None:
     stale = await running_row(clean_db, "tasks", started="20 minutes", heartbeat="6 minutes")
     [failed] = await sweep(clean_db, base_settings)
-    assert failed["id"] == stale and failed["reason"].startswith(
-        "stuck: no heartbeat for 6 minutes"
-    )
+    assert failed.run_id == stale and failed.reason.startswith("stuck: no heartbeat for 6 minutes")
     found = await row(clean_db, stale)
     assert found["sync_status"] == "failed" and found["sync_completed_at"] is not None
-    assert found["error_message"] == failed["reason"]
+    assert found["error_message"] == failed.reason
     assert "some-other-host:4242" in found["error_message"]
 
 
@@ -90,7 +88,7 @@ async def test_a_run_of_this_host_whose_process_is_gone_is_abandoned(
         clean_db, "people", started="10 seconds", heartbeat="1 second", host=runs.HOST,
         pid=os.getpid(),
     )  # fmt: skip
-    failed = {r["id"]: r["reason"] for r in await sweep(clean_db, base_settings)}
+    failed = {r.run_id: r.reason for r in await sweep(clean_db, base_settings)}
     assert set(failed) == {gone, reused}
     assert failed[gone].startswith("abandoned:") and "is gone" in failed[gone]
     assert failed[reused].startswith("abandoned:")
@@ -118,9 +116,9 @@ async def test_a_run_past_the_maximum_run_time_is_failed_even_with_a_fresh_heart
 ) -> None:
     over = await running_row(clean_db, "tasks", started="61 minutes", heartbeat="10 seconds")
     [failed] = await sweep(clean_db, base_settings)
-    assert failed["id"] == over
-    assert failed["reason"].startswith("exceeded the maximum run time of 60 minutes")
-    assert (await row(clean_db, over))["error_message"] == failed["reason"]
+    assert failed.run_id == over
+    assert failed.reason.startswith("exceeded the maximum run time of 60 minutes")
+    assert (await row(clean_db, over))["error_message"] == failed.reason
 
 
 async def test_an_over_time_run_of_this_process_is_cancelled_and_its_row_says_why(
@@ -145,14 +143,14 @@ async def test_an_over_time_run_of_this_process_is_cancelled_and_its_row_says_wh
         run_id,
     )
     [failed] = await sweep(pool, slow, ctx.active_runs)
-    assert failed["id"] == run_id
-    assert failed["reason"].startswith("exceeded the maximum run time")
+    assert failed.run_id == run_id
+    assert failed.reason.startswith("exceeded the maximum run time")
 
     result: RunResult = await asyncio.wait_for(run, 30)
-    assert result.status == "failed" and result.error == failed["reason"]
+    assert result.status == "failed" and result.error == failed.reason
     assert run_id not in ctx.active_runs
     found = await row(pool, run_id)
-    assert found["sync_status"] == "failed" and found["error_message"] == failed["reason"]
+    assert found["sync_status"] == "failed" and found["error_message"] == failed.reason
     # The run ended well before it would have finished on its own.
     truth = sim_env.sim.truth(sim_env.regions["region_1"], "tasks")
     stored_tasks = await pool.fetchval(

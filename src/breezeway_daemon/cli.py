@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from breezeway_daemon import __version__
 from breezeway_daemon.config import ConfigError, Settings, load_settings
+from breezeway_daemon.entities import RESYNC_ENTITIES
 
 Command = Callable[[argparse.Namespace], Awaitable[int]]
 COMMANDS: dict[str, Command] = {}
@@ -160,8 +161,8 @@ async def resync_command(args: argparse.Namespace) -> int:
     from breezeway_daemon.sync import EntitySync, SyncContext, SyncRequest
 
     settings = settings_from(args)
-    if args.entity not in ("reservations", "tasks"):
-        raise CommandFailed("resync is for reservations and tasks", code=2)
+    if args.entity not in RESYNC_ENTITIES:
+        raise CommandFailed(f"resync is for {' and '.join(RESYNC_ENTITIES)}", code=2)
     until = args.until or datetime.now(UTC).date()
     if until < args.since:
         raise CommandFailed("--until is before --since", code=2)
@@ -244,10 +245,8 @@ async def watchdog_command(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     async with open_pool(settings, "breezeway-daemon watchdog", max_size=2) as pool:
         stuck = await sweep(pool, settings)
-    for row in stuck:
-        print(
-            f"failed run {row['id']} ({row['region_code']}/{row['entity_type']}): {row['reason']}"
-        )
+    for run in stuck:
+        print(f"failed run {run.run_id} ({run.region}/{run.entity}): {run.reason}")
     print(f"{len(stuck)} stuck run(s) marked failed")
     return 0
 
@@ -366,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     resync = sub.add_parser("resync", help=resync_command.__doc__)
     resync.add_argument("region", help="a configured region, or 'all'")
-    resync.add_argument("entity", choices=("reservations", "tasks"))
+    resync.add_argument("entity", choices=RESYNC_ENTITIES)
     resync.add_argument("--since", type=date.fromisoformat, required=True, metavar="YYYY-MM-DD")
     resync.add_argument("--until", type=date.fromisoformat, default=None, metavar="YYYY-MM-DD")
 

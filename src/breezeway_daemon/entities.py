@@ -11,6 +11,7 @@ adding an entity is one entry here plus a migration for its table.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from enum import StrEnum
 
 
@@ -26,7 +27,9 @@ class ColumnType(StrEnum):
     TIMESTAMPTZ = "timestamp with time zone"
 
 
-class SyncMode(StrEnum):
+class ListingMode(StrEnum):
+    """How an entity is listed; each mode's listing is one strategy of ``sync.listings``."""
+
     FULL = "full"
     """Every run lists everything; records missing from a complete listing are deleted."""
     UPDATED_SINCE = "updated_since"
@@ -94,24 +97,96 @@ class Backfill:
 
 
 @dataclass(frozen=True)
+class Resync:
+    """How ``resync --since/--until`` asks for a date window.
+
+    With ``until_param`` the window is two filters (reservations: stays that overlap
+    it); without, ``since_param`` takes it as one ``since,until`` range (tasks
+    scheduled in it).
+    """
+
+    since_param: str
+    until_param: str | None = None
+
+    def params(self, since: date, until: date) -> dict[str, str]:
+        if self.until_param is None:
+            return {self.since_param: f"{since.isoformat()},{until.isoformat()}"}
+        return {self.since_param: since.isoformat(), self.until_param: until.isoformat()}
+
+
+class SpecError(ValueError):
+    """An entity spec that contradicts itself or the others; raised when the specs are built."""
+
+
+@dataclass(frozen=True)
 class EntitySpec:
     name: str
     endpoints: tuple[Endpoint, ...]
     columns: tuple[Column, ...]
     key: tuple[str, ...] = ("id",)
     parents: tuple[str, ...] = ()
-    mode: SyncMode = SyncMode.FULL
+    mode: ListingMode = ListingMode.FULL
     incremental: Incremental | None = None
     backfill: Backfill | None = None
     parent_ref: ParentRef | None = None
     per_parent_param: str | None = None
-    """For per-parent listings (tasks): the query parameter naming the parent's id."""
+    """For per-parent listings (tasks): the query parameter naming the parent's id; the
+    parent entity is ``parent_ref.entity``."""
     single_record_path: str | None = None
     """``GET`` one record by id (``{id}``); used to confirm a deletion before marking it."""
+    resync: Resync | None = None
+    """How a date window is re-fetched; None: the entity cannot be resynced."""
+    noun: str = ""
+    """One record, in messages ("property"); default: the name."""
+
+    def __post_init__(self) -> None:
+        problems = self._problems()
+        if problems:
+            raise SpecError(f"entity spec {self.name!r}: {'; '.join(problems)}")
+
+    def _problems(self) -> list[str]:
+        """What contradicts itself in this spec (empty when it is consistent)."""
+        if not isinstance(self.mode, ListingMode):
+            return [f"mode {self.mode!r} is not a ListingMode"]
+        problems = []
+        full = self.mode is ListingMode.FULL
+        per_parent = self.mode is ListingMode.UPDATED_DATE_RANGE_PER_PARENT
+        # field: (needed by this mode, allowed in this mode)
+        fields = {
+            "incremental": (not full, not full),
+            "backfill": (self.mode is ListingMode.UPDATED_SINCE,) * 2,
+            "per_parent_param": (per_parent, per_parent),
+            "single_record_path": (per_parent, True),
+            "resync": (False, not full),
+        }
+        for name, (needed, allowed) in fields.items():
+            if needed and getattr(self, name) is None:
+                problems.append(f"{self.mode} listings need {name}")
+            elif not allowed and getattr(self, name) is not None:
+                problems.append(f"{name} means nothing to {self.mode} listings")
+        if per_parent and self.parent_ref is None:
+            problems.append("a per-parent listing needs parent_ref (the parent entity)")
+        if self.parent_ref is not None:
+            if self.parent_ref.entity not in self.parents:
+                problems.append(f"parent_ref names {self.parent_ref.entity}, not in parents")
+            if self.parent_ref.column not in self.typed_column_names:
+                problems.append(f"parent_ref column {self.parent_ref.column} is not a column")
+        if self.backfill is not None and self.backfill.column not in (
+            None,
+            *self.typed_column_names,
+        ):
+            problems.append(f"backfill column {self.backfill.column} is not a column")
+        if self.single_record_path is not None and "{id}" not in self.single_record_path:
+            problems.append("single_record_path must contain {id}")
+        return problems
 
     @property
     def table(self) -> str:
         return self.name
+
+    @property
+    def record_noun(self) -> str:
+        return self.noun or self.name
 
     @property
     def typed_column_names(self) -> tuple[str, ...]:
@@ -124,6 +199,7 @@ def _text(*names: str) -> tuple[Column, ...]:
 
 PROPERTIES = EntitySpec(
     name="properties",
+    noun="property",
     endpoints=(Endpoint("/property"),),
     columns=(
         Column("company_id", ColumnType.BIGINT),
@@ -160,10 +236,11 @@ RESERVATIONS = EntitySpec(
         Column("updated_at", ColumnType.TIMESTAMPTZ),
     ),
     parents=("properties",),
-    mode=SyncMode.UPDATED_SINCE,
+    mode=ListingMode.UPDATED_SINCE,
     incremental=Incremental("updated_at_ge"),
     backfill=Backfill("checkout_date_ge", days=365, column="checkout_date"),
     parent_ref=ParentRef("property_id", "properties"),
+    resync=Resync("checkout_date_ge", "checkin_date_le"),
 )
 
 TASKS = EntitySpec(
@@ -193,11 +270,12 @@ TASKS = EntitySpec(
         Column("billable", ColumnType.BOOLEAN),
     ),
     parents=("properties",),
-    mode=SyncMode.UPDATED_DATE_RANGE_PER_PARENT,
+    mode=ListingMode.UPDATED_DATE_RANGE_PER_PARENT,
     incremental=Incremental("updated_at", overlap_days=1),
     parent_ref=ParentRef("property_id", "properties"),
     per_parent_param="home_id",
     single_record_path="/task/{id}",
+    resync=Resync("scheduled_date"),
 )
 
 PEOPLE = EntitySpec(
@@ -242,10 +320,31 @@ TAGS = EntitySpec(
     key=("tag_type", "id"),
 )
 
-ENTITIES: dict[str, EntitySpec] = {
-    spec.name: spec for spec in (PROPERTIES, RESERVATIONS, TASKS, PEOPLE, SUPPLIES, TAGS)
-}
+
+def build_entities(*specs: EntitySpec) -> dict[str, EntitySpec]:
+    """The specs by name, in order; ``SpecError`` when a name repeats, or a spec names a
+    parent that is unknown or comes after it."""
+    built: dict[str, EntitySpec] = {}
+    for spec in specs:
+        if spec.name in built:
+            raise SpecError(f"entity spec {spec.name!r} is declared twice")
+        missing = [parent for parent in spec.parents if parent not in built]
+        if missing:
+            raise SpecError(
+                f"entity spec {spec.name!r}: parents {', '.join(missing)} must be declared before it"
+            )
+        built[spec.name] = spec
+    return built
+
+
+ENTITIES: dict[str, EntitySpec] = build_entities(
+    PROPERTIES, RESERVATIONS, TASKS, PEOPLE, SUPPLIES, TAGS
+)
 ENTITY_NAMES: tuple[str, ...] = tuple(ENTITIES)
+RESYNC_ENTITIES: tuple[str, ...] = tuple(name for name, s in ENTITIES.items() if s.resync)
+"""The entities ``resync`` re-fetches a date window of."""
+PARENT_ENTITIES: frozenset[str] = frozenset(p for s in ENTITIES.values() for p in s.parents)
+"""The entities others depend on (properties)."""
 
 
 def entity(name: str) -> EntitySpec:
@@ -254,6 +353,12 @@ def entity(name: str) -> EntitySpec:
         return ENTITIES[name]
     except KeyError:
         raise KeyError(f"unknown entity {name!r} (known: {', '.join(ENTITY_NAMES)})") from None
+
+
+def in_a_chain(name: str) -> bool:
+    """Whether ``name`` runs in its region's chain of dependants (a parent, or a child),
+    rather than beside it."""
+    return bool(ENTITIES[name].parents) or name in PARENT_ENTITIES
 
 
 def in_dependency_order(names: tuple[str, ...] | list[str]) -> list[str]:

@@ -23,7 +23,7 @@ import asyncpg
 import structlog
 
 from breezeway_daemon.config import Settings
-from breezeway_daemon.db.runs import HOST
+from breezeway_daemon.db.runs import HOST, StuckRun, fail_running
 
 log = structlog.get_logger(__name__)
 
@@ -68,8 +68,8 @@ def _why_stuck(
 
 async def sweep(
     pool: asyncpg.Pool, settings: Settings, active: Mapping[int, CancellableRun] | None = None
-) -> list[dict[str, Any]]:
-    """Fail every stuck run; returns them (with ``reason``) for the stuck-run alert."""
+) -> list[StuckRun]:
+    """Fail every stuck run; returns them (with the reason) for the stuck-run alert."""
     active = active or {}
     now = await pool.fetchval("SELECT now()")
     rows = await pool.fetch(
@@ -83,16 +83,7 @@ async def sweep(
             continue
         # The row first, then the run's task: cancelled first, the run could record its own
         # end before this UPDATE, which would then miss the run (and its stuck-run alert).
-        status = await pool.execute(
-            """
-            UPDATE breezeway.etl_sync_log
-            SET sync_status = 'failed', sync_completed_at = now(), error_message = $2
-            WHERE id = $1 AND sync_status = 'running'
-            """,
-            row["id"],
-            reason,
-        )
-        if status.endswith(" 1"):
+        if await fail_running(pool, reason, run_id=row["id"]) == 1:
             local = active.get(row["id"])
             if local is not None:
                 local.cancel(reason)  # its result says ``reason`` too
@@ -100,5 +91,16 @@ async def sweep(
                 "stuck_run_failed", region=row["region_code"], entity=row["entity_type"],
                 run_id=row["id"], reason=reason,
             )  # fmt: skip
-            failed.append({**dict(row), "reason": reason})
+            failed.append(
+                StuckRun(
+                    run_id=row["id"],
+                    region=row["region_code"],
+                    entity=row["entity_type"],
+                    owner_host=row["owner_host"],
+                    owner_pid=row["owner_pid"],
+                    started_at=row["sync_started_at"],
+                    heartbeat_at=row["heartbeat_at"],
+                    reason=reason,
+                )
+            )
     return failed

@@ -343,11 +343,13 @@ ALLOWED_SQL_INTERPOLATIONS = {
         "i + 4",
         "i + 3",
     },
-    "sync.py": {
+    "sync/listings.py": {
         "self.spec.table",
         "extra_where",
         "MAX_DELETION_CHECKS + 1",
-        "spec.backfill.column",
+        # the parent entity's table and the column naming it: per-parent listings
+        "self.parent.table",
+        "self.spec.parent_ref.column",
     },
     "status.py": {"entity"},  # a key of the schedule: validated entity names only
     # a constant table name; a role name checked by ROLE_NAME, then quoted by the server
@@ -406,7 +408,7 @@ def test_sql_scan_sees_an_interpolated_value(tmp_path: Path) -> None:
     tree = ast.parse("q = f\"SELECT * FROM breezeway.tasks WHERE region_code = '{region}'\"")
     joined = next(node for node in ast.walk(tree) if isinstance(node, ast.JoinedStr))
     names = {ast.unparse(p.value) for p in joined.values if isinstance(p, ast.FormattedValue)}
-    assert names == {"region"} and not names <= ALLOWED_SQL_INTERPOLATIONS["sync.py"]
+    assert names == {"region"} and not names <= ALLOWED_SQL_INTERPOLATIONS["sync/listings.py"]
 
 
 # --- each region's token on its own requests only ----------------------------------------

@@ -7,6 +7,7 @@ import asyncio
 import asyncpg
 import pytest
 
+from breezeway_daemon.db.lease import RunLease
 from breezeway_daemon.entities import ENTITY_NAMES
 from breezeway_daemon.sync import EntitySync, SyncRequest, run_batch
 from breezeway_sim import EntityRates, Rates
@@ -99,7 +100,7 @@ async def test_a_failed_runs_end_is_written_again_through_another_connection(
     # Right after the database dropped connections, pooled ones can fail on first use
     # ("another operation is in progress" while the server's goodbye is being read): each
     # is dropped, and the run's end is written through the next one.
-    original = EntitySync._record_end
+    original = RunLease._write_end
     stale_pids: list[int] = []
 
     async def stale_at_first(self, conn, success, error, cursor_to):  # type: ignore[no-untyped-def]
@@ -110,7 +111,7 @@ async def test_a_failed_runs_end_is_written_again_through_another_connection(
             )
         return await original(self, conn, success, error, cursor_to)
 
-    monkeypatch.setattr(EntitySync, "_record_end", stale_at_first)
+    monkeypatch.setattr(RunLease, "_write_end", stale_at_first)
     env.sim.faults.auth_rate_limit_per_minute = None
     env.sim.disable_client(env.company(REGION))
     result = await EntitySync(env.ctx, SyncRequest(REGION, "properties")).run()

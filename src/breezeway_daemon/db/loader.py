@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 import asyncpg
 
+from breezeway_daemon.db.runs import RunCounts
 from breezeway_daemon.entities import ColumnType, EntitySpec
 from breezeway_daemon.records import (
     RecordRejected,
@@ -62,29 +63,23 @@ class Rejection:
 
 
 @dataclass
-class LoadResult:
-    """What one batch did. ``received`` counts every record passed in."""
+class LoadResult(RunCounts):
+    """What one batch did: a run's counters (``records_processed`` counts every record
+    passed in), plus what only a batch knows: records dropped for a later one with the
+    same key, and the orphans it returns."""
 
-    received: int = 0
-    new: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    rejected: int = 0
     duplicates: int = 0
     orphans: list[Mapping[str, Any]] = field(default_factory=list)
 
-    def add(self, other: LoadResult) -> None:
-        self.received += other.received
-        self.new += other.new
-        self.updated += other.updated
-        self.unchanged += other.unchanged
-        self.rejected += other.rejected
-        self.duplicates += other.duplicates
-        self.orphans.extend(other.orphans)
+    def add(self, other: RunCounts, *, processed: bool = True) -> None:
+        super().add(other, processed=processed)
+        if isinstance(other, LoadResult):
+            self.duplicates += other.duplicates
+            self.orphans.extend(other.orphans)
 
     @property
     def stored(self) -> int:
-        return self.new + self.updated + self.unchanged
+        return self.records_new + self.records_updated + self.records_unchanged
 
 
 @dataclass
@@ -376,14 +371,14 @@ class Loader:
         defaults: Mapping[str, Any],
         orphans: Orphans,
     ) -> LoadResult:
-        result = LoadResult(received=batch.received, duplicates=batch.duplicates)
+        result = LoadResult(records_processed=batch.received, duplicates=batch.duplicates)
         rejections = list(batch.rejections)
         fixed = [key_values[name] for name in self.table.fixed_key]
         split = await self._classify(conn, batch, fixed)
         if split.new or split.changed:
             await conn.execute(CACHED_PLANS)
-        result.unchanged = split.unchanged
-        result.updated = split.restored
+        result.records_unchanged = split.unchanged
+        result.records_updated = split.restored
         entries = batch.entries
         new_rows, parents = await self._rows(split.new, entries, fixed, defaults, rejections)
         changed_rows, changed_parents = await self._rows(
@@ -404,12 +399,12 @@ class Loader:
                         for record in orphaned
                     )
         new, updated, unchanged = await self._write(conn, new_rows, changed_rows, fixed)
-        result.new += new
-        result.updated += updated
-        result.unchanged += unchanged
+        result.records_new += new
+        result.records_updated += updated
+        result.records_unchanged += unchanged
         if rejections:
             await self._reject(conn, rejections)
-        result.rejected = len(rejections)
+        result.records_rejected = len(rejections)
         return result
 
     async def _classify(self, conn: asyncpg.Connection, batch: _Batch, fixed: list[Any]) -> _Split:

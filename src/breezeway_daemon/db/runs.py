@@ -3,16 +3,19 @@
 A run of one region and entity holds a session advisory lock for that pair on
 its own connection for as long as it runs, so that no two processes sync the
 same pair at once. Holding the lock also proves that any other ``running`` row
-of the pair is dead: its owner would hold the lock otherwise.
+of the pair is dead: its owner would hold the lock otherwise. ``db.lease`` holds
+a run's lock and row from start to end; this module is their SQL and vocabulary.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import socket
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 import asyncpg
 
@@ -44,8 +47,32 @@ async def unlock_pair(conn: asyncpg.Connection, region: str, entity: str) -> Non
     await conn.execute("SELECT pg_advisory_unlock($1)", run_lock_key(region, entity))
 
 
+class RunStatus(StrEnum):
+    """A run's status: a row's ``sync_status`` (``skipped`` runs have no row)."""
+
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    """Not started: another process holds the pair's lock, or another daemon the batch."""
+
+
+class RequestMode(StrEnum):
+    """What a run was asked to do (a row's ``sync_mode``); how it lists is the entity's
+    ``ListingMode``."""
+
+    INCREMENTAL = "incremental"
+    """From the cursor (entities listed in full are listed in full)."""
+    FULL = "full"
+    """Everything, ignoring the cursor; deletions are found."""
+    RESYNC = "resync"
+    """A date window again; the cursor stays where it is."""
+
+
 @dataclass
 class RunCounts:
+    """What a run (or one batch of it) did to records; the ``etl_sync_log`` columns."""
+
     records_processed: int = 0
     records_new: int = 0
     records_updated: int = 0
@@ -54,25 +81,75 @@ class RunCounts:
     records_rejected: int = 0
     api_calls_made: int = 0
 
+    def add(self, other: RunCounts, *, processed: bool = True) -> None:
+        """Add ``other``'s counts; ``processed=False``: its records were already counted
+        as processed (a retry)."""
+        for counter in dataclasses.fields(RunCounts):
+            if processed or counter.name != "records_processed":
+                name = counter.name
+                setattr(self, name, getattr(self, name) + getattr(other, name))
 
-async def reap_abandoned(conn: asyncpg.Connection, region: str, entity: str) -> int:
-    """Fail the pair's ``running`` rows; call only while holding the pair's lock."""
+
+@dataclass(frozen=True)
+class StuckRun:
+    """A ``running`` row the watchdog failed, and why."""
+
+    run_id: int
+    region: str
+    entity: str
+    owner_host: str | None
+    owner_pid: int | None
+    started_at: datetime
+    heartbeat_at: datetime | None
+    reason: str
+
+
+OWNER = "{owner}"
+"""In ``fail_running``'s reason: each row's owner, ``host:pid``."""
+
+
+async def fail_running(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    reason: str,
+    *,
+    run_id: int | None = None,
+    region: str | None = None,
+    entity: str | None = None,
+    host: str | None = None,
+    pid: int | None = None,
+) -> int:
+    """Fail the ``running`` rows that match every filter given; how many.
+
+    ``reason`` is their error (``OWNER`` in it becomes each row's owner). A row that
+    is no longer ``running`` is left alone: whoever ended it first said why. At
+    least one filter is required: nothing fails every run at once.
+    """
+    if (run_id, region, entity, host, pid) == (None,) * 5:
+        raise ValueError("fail_running needs a filter")
     status = await conn.execute(
         """
         UPDATE breezeway.etl_sync_log
         SET sync_status = 'failed', sync_completed_at = now(),
-            error_message = 'abandoned: its process (' || coalesce(owner_host, '?') || ':'
-                || coalesce(owner_pid::text, '?') || ') stopped without finishing the run'
-        WHERE region_code = $1 AND entity_type = $2 AND sync_status = 'running'
+            error_message = replace($1::text, $2::text,
+                coalesce(owner_host, '?') || ':' || coalesce(owner_pid::text, '?'))
+        WHERE sync_status = 'running'
+          AND ($3::bigint IS NULL OR id = $3) AND ($4::text IS NULL OR region_code = $4)
+          AND ($5::text IS NULL OR entity_type = $5) AND ($6::text IS NULL OR owner_host = $6)
+          AND ($7::integer IS NULL OR owner_pid = $7)
         """,
+        reason,
+        OWNER,
+        run_id,
         region,
         entity,
+        host,
+        pid,
     )
     return int(status.split()[-1])
 
 
 async def start_run(
-    conn: asyncpg.Connection, region: str, entity: str, *, mode: str, trigger: str
+    conn: asyncpg.Connection, region: str, entity: str, *, mode: RequestMode, trigger: str
 ) -> tuple[int, datetime]:
     """Insert the run's row; returns its id and start time (the database's clock)."""
     row = await conn.fetchrow(
@@ -88,7 +165,7 @@ async def start_run(
         """,
         region,
         entity,
-        mode,
+        str(mode),
         trigger,
         HOST,
         PID,
@@ -168,12 +245,6 @@ async def record_skipped_run(
         reason,
         HOST,
         PID,
-    )
-
-
-async def run_status(conn: asyncpg.Connection | asyncpg.Pool, run_id: int) -> str | None:
-    return await conn.fetchval(
-        "SELECT sync_status FROM breezeway.etl_sync_log WHERE id = $1", run_id
     )
 
 
