@@ -84,12 +84,11 @@ class Daemon:
     def __init__(
         self, settings: Settings, *, env_file: Path | None = None, notifier: Notifier | None = None
     ):
-        self.settings = settings
+        self._settings_at_start = settings
         self.env_file = env_file
         self.notifier = notifier or Notifier()
         self.stop_requested = asyncio.Event()
         self.pool: asyncpg.Pool | None = None
-        self.api: BreezewayApi | None = None
         self.alerts: Alerts | None = None
         self.scheduler: AsyncIOScheduler | None = None
         self.ctx: SyncContext | None = None
@@ -97,6 +96,12 @@ class Daemon:
         self._background: set[asyncio.Task[Any]] = set()
         self._reload_lock = asyncio.Lock()
         self.last_batch: str = "none yet"
+
+    @property
+    def settings(self) -> Settings:
+        """The configuration in force. Once started it lives in the sync context, which
+        runs, the API client and the daemon all read: a reload swaps it there."""
+        return self.ctx.settings if self.ctx is not None else self._settings_at_start
 
     # --- lifecycle ---------------------------------------------------------------
     async def run(self) -> int:
@@ -116,9 +121,9 @@ class Daemon:
         self._warn_if_env_file_is_readable()
         await self._migrate()
         self.pool = await create_pool(self.settings, application_name="breezeway-daemon serve")
-        self.api = BreezewayApi(self.settings, self.pool)
-        self.alerts = Alerts(self.settings, self.pool)
-        self.ctx = SyncContext(self.settings, self.pool, self.api)
+        settings = self.settings
+        self.ctx = SyncContext(settings, self.pool, BreezewayApi(settings, self.pool))
+        self.alerts = Alerts(settings, self.pool)
         await self._sweep_runs()  # this host's runs that died with a previous process
         self._start_scheduler()
         self._start_watchdog_pings()
@@ -160,8 +165,8 @@ class Daemon:
     async def close(self) -> None:
         for task in self._background:
             task.cancel()
-        if self.api is not None:
-            await self.api.aclose()
+        if self.ctx is not None:
+            await self.ctx.api.aclose()
         if self.pool is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.pool.close(), 10)
@@ -267,13 +272,12 @@ class Daemon:
                 new = new.model_copy(update={name: getattr(old, name) for name in kept})
                 log.warning("config_change_needs_restart", settings=kept)
             changed = changed_settings(old, new)
-            self.settings = new
-            if self.api is not None:
-                self.api.update_settings(new)
+            if self.ctx is not None:
+                self.ctx.reconfigure(new)  # the daemon's, the runs' and the API's
+            else:
+                self._settings_at_start = new
             if self.alerts is not None:
                 self.alerts.update_settings(new)
-            if self.ctx is not None:
-                self.ctx.settings = new
             self._reschedule()
             log.info("config_reloaded", changed=changed, regions=list(new.enabled_regions),
                      next_runs=self._next_runs())  # fmt: skip

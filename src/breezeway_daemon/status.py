@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 
 from breezeway_daemon.config import Settings
+from breezeway_daemon.db.runs import RunStatus
 from breezeway_daemon.entities import ENTITY_NAMES
 
 HOURLY_LAG = timedelta(hours=2)
@@ -100,7 +101,7 @@ async def collect(pool: asyncpg.Pool, settings: Settings) -> list[PairStatus]:
             healthy = (
                 last_success is not None
                 and now - last_success <= lag
-                and (last is None or last["sync_status"] != "failed")
+                and (last is None or last["sync_status"] != RunStatus.FAILED)
             )
             statuses.append(
                 PairStatus(
@@ -115,7 +116,7 @@ async def collect(pool: asyncpg.Pool, settings: Settings) -> list[PairStatus]:
                     failures_24h=agg["failures"] if agg else 0,
                     records=counts.get((region, entity), 0),
                     last_error=last["error_message"]
-                    if last and last["sync_status"] == "failed"
+                    if last and last["sync_status"] == RunStatus.FAILED
                     else None,
                     healthy=healthy,
                 )

@@ -59,7 +59,9 @@ class RunResult:
 
 @dataclass
 class SyncContext:
-    """What runs share: settings, the pool, the API, and an optional progress callback."""
+    """What runs share: settings, the pool, the API, and an optional progress callback.
+
+    The settings in force live here (``reconfigure`` swaps them, and the API's)."""
 
     settings: Settings
     pool: asyncpg.Pool
@@ -85,3 +87,8 @@ class SyncContext:
                 yield cls(settings, pool, api)
             finally:
                 await api.aclose()
+
+    def reconfigure(self, settings: Settings) -> None:
+        """Use reloaded settings: from the next run on, and at once for the API's pacing."""
+        self.settings = settings
+        self.api.update_settings(settings)
