@@ -50,7 +50,6 @@ from breezeway_daemon.db.runs import (
     PID,
     RequestMode,
     RunStatus,
-    StuckRun,
     advisory_lock_key,
     fail_running,
     try_lock,
@@ -380,7 +379,7 @@ class Daemon:
             log.error("watchdog_sweep_failed", error=describe(err))
             return
         if stuck:
-            await self.alerts.stuck_runs([_as_alert_row(run) for run in stuck])
+            await self.alerts.stuck_runs(stuck)
 
     async def _retention(self) -> None:
         assert self.pool is not None
@@ -435,21 +434,6 @@ def _region_values(settings: Settings, region: str) -> tuple[Any, ...]:
         config.company_id,
         config.enabled,
     )
-
-
-def _as_alert_row(run: StuckRun) -> dict[str, Any]:
-    """A stuck run as ``Alerts.stuck_runs`` reads it today: the row's column names.
-    To go once the alerts take ``StuckRun`` themselves."""
-    return {
-        "id": run.run_id,
-        "region_code": run.region,
-        "entity_type": run.entity,
-        "owner_host": run.owner_host,
-        "owner_pid": run.owner_pid,
-        "sync_started_at": run.started_at,
-        "heartbeat_at": run.heartbeat_at,
-        "reason": run.reason,
-    }
 
 
 async def serve(settings: Settings, env_file: Path | None) -> int:

@@ -13,7 +13,7 @@ import structlog.testing
 
 from breezeway_daemon.alerts import Alerts, format_record, parse_alerts_log
 from breezeway_daemon.config import Settings
-from breezeway_daemon.db.runs import RunCounts
+from breezeway_daemon.db.runs import RunCounts, StuckRun
 from breezeway_daemon.errors import ErrorKind
 from breezeway_daemon.redact import scrub
 from breezeway_daemon.sync import RunResult
@@ -408,14 +408,14 @@ async def test_success_without_a_previous_failure_is_not_a_recovery(
 
 
 # --- stuck runs and tokens --------------------------------------------------------------
-def stuck_row(region: str, entity: str, run_id: int) -> dict[str, Any]:
+def stuck_row(
+    region: str, entity: str, run_id: int, reason: str = "no heartbeat for 9 minutes"
+) -> StuckRun:
     now = datetime.now(UTC)
-    return {
-        "region_code": region, "entity_type": entity, "id": run_id,
-        "owner_host": "etl-host-2", "owner_pid": 4242,
-        "sync_started_at": now - timedelta(minutes=70), "heartbeat_at": now - timedelta(minutes=9),
-        "reason": "no heartbeat for 9 minutes",
-    }  # fmt: skip
+    return StuckRun(
+        run_id=run_id, region=region, entity=entity, owner_host="etl-host-2", owner_pid=4242,
+        started_at=now - timedelta(minutes=70), heartbeat_at=now - timedelta(minutes=9), reason=reason,
+    )  # fmt: skip
 
 
 async def test_stuck_runs_alert_then_recover(alerts: Alerts, mailbox: Mailbox) -> None:
@@ -567,7 +567,7 @@ async def test_no_configured_secret_in_any_mail_or_the_log(
     await alerts.batch_finished("Hourly ETL", results)
     await alerts.run_finished(failed(region="austin", kind=ErrorKind.TOKEN, error=leaky))
     await alerts.token_failure("smoky", leaky)
-    await alerts.stuck_runs([{**stuck_row("mammoth", "tasks", 3), "reason": leaky}])
+    await alerts.stuck_runs([stuck_row("mammoth", "tasks", 3, reason=leaky)])
     await alerts.run_finished(succeeded(entity="tasks", counts={"api_calls_made": 5}))
 
     assert len(mailbox.raw) == 5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from breezeway_daemon.alerts import AlertKind, messages
 from breezeway_daemon.config import Settings, load_settings
-from breezeway_daemon.db.runs import RunCounts
+from breezeway_daemon.db.runs import RunCounts, StuckRun
 from breezeway_daemon.errors import ErrorKind
 from breezeway_daemon.sync import RunResult
 
@@ -68,12 +69,11 @@ def test_summary_lists_every_failure_and_one_remedy_per_kind(settings: Settings)
 
 def test_stuck_runs_one_and_several() -> None:
     now = datetime.now(UTC)
-    row = {"region_code": "smoky", "entity_type": "tasks", "id": 5, "owner_host": "h",
-           "owner_pid": 9, "sync_started_at": now - timedelta(hours=2), "heartbeat_at": None,
-           "reason": "no heartbeat"}  # fmt: skip
+    run = StuckRun(run_id=5, region="smoky", entity="tasks", owner_host="h", owner_pid=9,
+                   started_at=now - timedelta(hours=2), heartbeat_at=None, reason="no heartbeat")  # fmt: skip
 
-    one = messages.stuck_runs([row])
-    two = messages.stuck_runs([row, {**row, "entity_type": "people", "id": 6}])
+    one = messages.stuck_runs([run])
+    two = messages.stuck_runs([run, dataclasses.replace(run, entity="people", run_id=6)])
 
     assert one.subject == "🚨 ETL STUCK: smoky/tasks"
     assert "Owner: h pid 9" in one.body and "last heartbeat: unknown time" in one.body

@@ -3,15 +3,14 @@ a subject and a body. Pure: no SMTP, no database, no clock but the values passed
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from breezeway_daemon.alerts.kinds import AlertEntry, AlertKind
 from breezeway_daemon.alerts.remedies import remedy, stuck_remedy, warning_remedy
 from breezeway_daemon.config import Settings
-from breezeway_daemon.db.runs import RunCounts
+from breezeway_daemon.db.runs import RunCounts, StuckRun
 from breezeway_daemon.errors import ErrorKind
 from breezeway_daemon.sync import RunResult
 
@@ -249,26 +248,20 @@ def digest(job_type: str, alerts: Sequence[Alert], prefix: str, noun: str) -> Al
     return Alert(f"{prefix}: {len(alerts)} {noun} in {job_type}", "\n".join(parts), entries)
 
 
-def stuck_runs(rows: Sequence[Mapping[str, Any]]) -> Alert:
-    """``🚨 ETL STUCK``: runs the watchdog failed, one alert per sweep.
-
-    The only place that reads the watchdog's rows (``region_code``, ``entity_type``,
-    ``id``, ``owner_host``, ``owner_pid``, ``sync_started_at``, ``heartbeat_at``, ``reason``).
-    """
+def stuck_runs(runs: Sequence[StuckRun]) -> Alert:
+    """``🚨 ETL STUCK``: runs the watchdog failed, one alert per sweep."""
     entries, parts = [], []
-    for row in rows:
-        region, entity = str(row.get("region_code", "?")), str(row.get("entity_type", "?"))
-        run_id = row.get("id")
-        subject = f"🚨 ETL STUCK: {region}/{entity}"
-        entries.append(AlertEntry(AlertKind.STUCK, region, entity, run_id, None, subject))
-        host, pid = row.get("owner_host") or "?", row.get("owner_pid") or "?"
+    for run in runs:
+        subject = f"🚨 ETL STUCK: {run.region}/{run.entity}"
+        entries.append(
+            AlertEntry(AlertKind.STUCK, run.region, run.entity, run.run_id, None, subject)
+        )
         parts += [
-            f"{region}/{entity}: run {run_id}",
-            f"  Reason: {error_text(row.get('reason'))}",
-            f"  Owner: {host} pid {pid}",
-            f"  Started: {when(row.get('sync_started_at'))}; "
-            f"last heartbeat: {when(row.get('heartbeat_at'))}",
-            f"  Retry: breezeway-daemon run {region} {entity}",
+            f"{run.region}/{run.entity}: run {run.run_id}",
+            f"  Reason: {error_text(run.reason)}",
+            f"  Owner: {run.owner_host or '?'} pid {run.owner_pid or '?'}",
+            f"  Started: {when(run.started_at)}; last heartbeat: {when(run.heartbeat_at)}",
+            f"  Retry: breezeway-daemon run {run.region} {run.entity}",
             "",
         ]
     subject = entries[0].subject if len(entries) == 1 else f"🚨 ETL STUCK: {len(entries)} runs"

@@ -18,6 +18,7 @@ from breezeway_daemon.alerts.history import AlertHistory
 from breezeway_daemon.alerts.kinds import AlertKey, AlertKind, MailStatus
 from breezeway_daemon.alerts.messages import Alert
 from breezeway_daemon.config import Settings
+from breezeway_daemon.db.runs import StuckRun
 from breezeway_daemon.errors import ErrorKind, describe
 from breezeway_daemon.redact import configured_secrets, scrub
 from breezeway_daemon.sync import RunResult
@@ -104,12 +105,12 @@ class Alerts:
             await self._digest(job_type, folded, AlertKind.WARNING, "⚠️ ETL WARNING", "runs")
             await self._digest(job_type, folded, AlertKind.RECOVERED, "✅ ETL RECOVERED", "pairs")
 
-    async def stuck_runs(self, rows: Sequence[dict[str, Any]]) -> None:
+    async def stuck_runs(self, runs: Sequence[StuckRun]) -> None:
         """Runs the watchdog found stuck: one alert for the sweep."""
-        if not rows:
+        if not runs:
             return
         with self._never_raise("stuck_runs"):
-            alert = messages.stuck_runs(rows)
+            alert = messages.stuck_runs(runs)
             await self._deliver(alert)
             for entry in alert.entries:
                 self.history.raised(entry.region, entry.entity)
