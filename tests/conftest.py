@@ -3,6 +3,7 @@
 The server is ``DATABASE_URL`` when set, else the one on 127.0.0.1:5432 (trust
 auth, user postgres), else an embedded one. Each session creates its own
 database and drops it at the end; ``clean_db`` empties the tables between tests.
+What the fixtures are built from lives in ``tests/support/``.
 """
 
 from __future__ import annotations
@@ -10,43 +11,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import secrets
-import tempfile
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 import structlog
 
 from breezeway_daemon.config import Settings, load_settings
-from breezeway_daemon.db import schema
 from breezeway_daemon.db.pool import create_pool
 from breezeway_daemon.sync import SyncContext
 from breezeway_sim import Simulator, SimulatorServer
 
-from simenv import SimEnv, settings_for
-
-LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
-TABLES = (
-    "tasks", "reservations", "properties", "people", "supplies", "tags", "etl_sync_log",
-    "api_tokens", "sync_cursors", "rejected_records", "alert_history", "alert_listing_sizes",
-)  # fmt: skip
-
-
-def _with_database(url: str, database: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + database))
-
-
-async def _reachable(url: str) -> bool:
-    try:
-        conn = await asyncpg.connect(url, timeout=3)
-    except (TimeoutError, OSError, asyncpg.PostgresError):
-        return False
-    await conn.close()
-    return True
+from support.database import (
+    LOCAL_SERVER,
+    EmbeddedServer,
+    create_database,
+    drop_database,
+    empty_tables,
+    reachable,
+)
+from support.simenv import NO_ENV_FILE, SimEnv, settings_for
 
 
 @pytest.fixture(scope="session")
@@ -56,57 +40,30 @@ def server_url() -> Iterator[str]:
     if url:
         yield url
         return
-    if asyncio.run(_reachable(LOCAL_SERVER)):
+    if asyncio.run(reachable(LOCAL_SERVER)):
         yield LOCAL_SERVER
         return
-    from breezeway_daemon.db.embedded import _start
-
-    server = _start(Path(tempfile.mkdtemp(prefix="bw-test-pg-")) / "pgdata")
+    server = EmbeddedServer("bw-test-pg-")
     try:
-        yield server.get_uri("postgres")  # type: ignore[attr-defined]
+        yield server.url
     finally:
-        server.cleanup()  # type: ignore[attr-defined]
+        server.cleanup()
 
 
 @pytest.fixture(scope="session")
 def database_url(server_url: str) -> Iterator[str]:
     """A fresh, migrated database for this test session; dropped afterwards."""
-    name = f"bw_test_{os.getpid()}_{secrets.token_hex(3)}"
-
-    async def create() -> None:
-        conn = await asyncpg.connect(server_url)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        conn = await asyncpg.connect(_with_database(server_url, name))
-        try:
-            await schema.migrate(conn)
-        finally:
-            await conn.close()
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(server_url)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
+    url = asyncio.run(create_database("session", server=server_url, prefix="bw_test"))
     try:
-        yield _with_database(server_url, name)
+        yield url
     finally:
-        asyncio.run(drop())
+        asyncio.run(drop_database(url, server=server_url))
 
 
 @pytest.fixture(scope="session")
 def base_settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     state = tmp_path_factory.mktemp("state")
-    return load_settings(
-        Path("/nonexistent/bw-test.env"),
-        database_url=database_url,
-        state_dir=state,
-    )
+    return load_settings(NO_ENV_FILE, database_url=database_url, state_dir=state)
 
 
 @pytest.fixture(scope="session")
@@ -119,22 +76,17 @@ async def pool(base_settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 @pytest.fixture
 async def empty_database(server_url: str) -> AsyncIterator[str]:
     """A new, empty database of its own on the session's server, dropped afterwards."""
-    name = f"bw_mig_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(server_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = _with_database(server_url, name)
+    url = await create_database("empty", server=server_url, prefix="bw_test", migrated=False)
     try:
         yield url
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await drop_database(url, server=server_url)
 
 
 @pytest.fixture
 async def clean_db(pool: asyncpg.Pool) -> asyncpg.Pool:
     """The session database with every table emptied."""
-    tables = ", ".join(f"breezeway.{table}" for table in TABLES)
-    await pool.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+    await empty_tables(pool)
     return pool
 
 

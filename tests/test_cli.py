@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 import tarfile
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
 import asyncpg
 import pytest
@@ -24,52 +22,10 @@ from breezeway_daemon.config import Settings
 from breezeway_daemon.entities import ENTITY_NAMES
 from breezeway_daemon.sync import SyncContext, run_batch
 
-from groundtruth import differences
-from simenv import SimEnv, env_file_text, regions_for
-
-BIN = Path(sys.executable).with_name("breezeway-daemon")
-CLI_TIMEOUT_S = 60
-
-
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def stderr_lines(self) -> list[str]:
-        return [line for line in self.stderr.splitlines() if line.strip()]
-
-    @property
-    def last_stderr_line(self) -> str:
-        return self.stderr_lines[-1] if self.stderr_lines else ""
-
-
-def clean_environment(home: Path, **extra: str) -> dict[str, str]:
-    """What a fresh login shell would have: no BREEZEWAY_* or DATABASE_URL of the caller."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8"}
-    env.update(extra)
-    return env
-
-
-async def run_cli(env_file: Path, *args: str, **extra_env: str) -> Result:
-    proc = await asyncio.create_subprocess_exec(
-        str(BIN),
-        *args,
-        env=clean_environment(env_file.parent, BREEZEWAY_ENV_FILE=str(env_file), **extra_env),
-        cwd=env_file.parent,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), CLI_TIMEOUT_S)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise AssertionError(f"breezeway-daemon {' '.join(args)} did not finish") from None
-    return Result(proc.returncode or 0, out.decode(), err.decode())
-
+from support.cli import CliResult, run_cli
+from support.database import with_password
+from support.groundtruth import differences
+from support.simenv import SimEnv, regions_for, write_private
 
 CLI_DEFAULTS: dict[str, object] = {
     "requests_per_minute": 100000,
@@ -79,13 +35,6 @@ CLI_DEFAULTS: dict[str, object] = {
     "http_retry_budget_s": 3,
     "heartbeat_s": 1,
 }
-
-
-def cli_env_file_text(sim_env: SimEnv, state_dir: Path, **options: object) -> str:
-    database_url = options.pop("database_url", None)
-    secrets = options.pop("secrets", None)
-    settings = {"state_dir": state_dir, **CLI_DEFAULTS, **options}
-    return env_file_text(sim_env, database_url=database_url, secrets=secrets, **settings)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -100,12 +49,13 @@ class Cli:
     def state_dir(self) -> Path:
         return self.dir / "state"
 
-    def configure(self, **kwargs: object) -> None:
-        self.env_file.write_text(cli_env_file_text(self.sim_env, self.state_dir, **kwargs))
-        self.env_file.chmod(0o600)
+    def configure(self, **kwargs: Any) -> None:
+        """The env file: ``kwargs`` (settings, ``database_url``, ``secrets``) over the defaults."""
+        text = self.sim_env.env_file_text(**{"state_dir": self.state_dir, **CLI_DEFAULTS, **kwargs})
+        write_private(self.env_file, text)
 
-    async def __call__(self, *args: str) -> Result:
-        return await run_cli(self.env_file, *args)
+    async def __call__(self, *args: str) -> CliResult:
+        return await run_cli(*args, env_file=self.env_file, home=self.dir)
 
 
 @pytest.fixture
@@ -188,7 +138,7 @@ async def test_a_wrong_argument_exits_2_with_one_line_naming_it(
     runs_before = await pool.fetchval("SELECT count(*) FROM breezeway.etl_sync_log")
     # Concurrently: each is a whole interpreter start, and none touches shared state.
     results = await asyncio.gather(
-        *(run_cli(env_file, *args) for args, _ in WRONG_ARGUMENTS.values())
+        *(run_cli(*args, env_file=env_file, home=tmp_path) for args, _ in WRONG_ARGUMENTS.values())
     )
     problems = []
     for (case, (args, named)), result in zip(WRONG_ARGUMENTS.items(), results, strict=True):
@@ -329,15 +279,6 @@ async def test_status_exit_codes_and_json(
 
 
 # --- bundle ----------------------------------------------------------------------------
-def with_password(url: str, password: str) -> str:
-    """The same database with a password in the URL (trust auth ignores it)."""
-    parts = urlsplit(url)
-    user = parts.username or "postgres"
-    host = parts.hostname or "127.0.0.1"
-    netloc = f"{user}:{password}@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 BUNDLE_FILES = {"sync_log_24h.csv", "alerts.log", "journal.txt", "config.json", "versions.txt",
                 "status.txt", "status.json"}  # fmt: skip
 

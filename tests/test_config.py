@@ -10,8 +10,6 @@ import asyncio
 import itertools
 import json
 import os
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,8 +17,9 @@ import pytest
 from breezeway_daemon.cli import main
 from breezeway_daemon.config import ConfigError, Settings, env_file_path, load_settings
 
+from support.cli import CliResult, run_cli
+
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).with_name("breezeway-daemon")
 RUNBOOK_REGIONS = {"nashville", "austin", "smoky", "hilton_head", "breckenridge", "sea_ranch",
                    "mammoth", "hill_country"}  # fmt: skip
 
@@ -164,28 +163,14 @@ def test_secrets_are_secret_types(clean_env, tmp_path: Path) -> None:
 ENV_FILE_NUMBERS = itertools.count()
 
 
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-
 async def check_config(
     tmp_path: Path, environ: dict[str, str], file_values: dict[str, str] | None = None,
-    *args: str,
-) -> Result:  # fmt: skip
-    """``breezeway-daemon check-config`` with only ``environ`` (and an env file) set."""
+    *args: str, mode: int = 0o600,
+) -> CliResult:  # fmt: skip
+    """``breezeway-daemon check-config`` with only ``environ`` and an env file (``mode``) set."""
     env_file = tmp_path / f"check-{next(ENV_FILE_NUMBERS)}.env"
-    write_env(env_file, file_values or {})
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
-           "BREEZEWAY_ENV_FILE": str(env_file), **environ}  # fmt: skip
-    proc = await asyncio.create_subprocess_exec(
-        str(BIN), "check-config", *args, env=env, cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    return Result(proc.returncode or 0, out.decode(), err.decode())
+    write_env(env_file, file_values or {}).chmod(mode)
+    return await run_cli("check-config", *args, env_file=env_file, env=environ, home=tmp_path)
 
 
 VALID = {

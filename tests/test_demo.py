@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
-import os
 import re
-import sys
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -17,26 +13,19 @@ from breezeway_daemon.db.runs import RunCounts
 from breezeway_daemon.demo import RUNBOOK_REGIONS, Progress
 from breezeway_daemon.entities import ENTITY_NAMES
 
-BIN = Path(sys.executable).with_name("breezeway-daemon")
+from support.cli import run_cli
+from support.database import with_password
+
 STEPS = ("1. database:", "2. simulator:", "3. migrations:", "4. full sync",
          "5. the simulated clock moved on", "6. status", "7. stopped cleanly")  # fmt: skip
 PAIRS = len(RUNBOOK_REGIONS) * len(ENTITY_NAMES)
 
 
 async def demo(state_dir: Path, **env: str) -> tuple[int, str, str]:
-    environ = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(state_dir.parent),
-               "LANG": "C.UTF-8", **env}  # fmt: skip
-    proc = await asyncio.create_subprocess_exec(
-        str(BIN), "demo", "--scale", "tiny", "--state-dir", str(state_dir), env=environ,
-        cwd=state_dir.parent, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), 120)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise AssertionError("the demo did not finish within 2 minutes") from None
-    return proc.returncode or 0, out.decode(), err.decode()
+    """``breezeway-daemon demo`` at the tiny scale, in a fresh login's environment."""
+    args = ("demo", "--scale", "tiny", "--state-dir", str(state_dir))
+    result = await run_cli(*args, env=env, home=state_dir.parent, timeout_s=120)
+    return result.code, result.stdout, result.stderr
 
 
 def assert_complete_demo(code: int, out: str, err: str) -> None:
@@ -58,14 +47,6 @@ def assert_complete_demo(code: int, out: str, err: str) -> None:
         (r, e) for r in RUNBOOK_REGIONS for e in ENTITY_NAMES
     }
     assert "psql" in out
-
-
-def with_password(url: str, password: str) -> str:
-    parts = urlsplit(url)
-    netloc = f"{parts.username or 'postgres'}:{password}@{parts.hostname}" + (
-        f":{parts.port}" if parts.port else ""
-    )
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 async def test_demo_on_database_url(

@@ -7,8 +7,8 @@ from breezeway_daemon.db.pool import connect
 from breezeway_daemon.entities import ENTITY_NAMES
 from breezeway_daemon.sync import EntitySync, SyncContext, SyncRequest, run_batch
 
-from groundtruth import differences
-from simenv import SimEnv
+from support.groundtruth import differences
+from support.simenv import SimEnv
 
 
 async def test_run_all_then_incremental_matches_the_truth(

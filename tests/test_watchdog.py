@@ -15,7 +15,7 @@ from breezeway_daemon.retention import purge_sync_log
 from breezeway_daemon.sync import EntitySync, RunResult, SyncContext, SyncRequest
 from breezeway_daemon.watchdog import sweep
 
-from simenv import SimEnv
+from support.simenv import SimEnv
 
 # The runbook's "ETL Stuck in running Status" query, verbatim.
 RUNBOOK_STUCK_QUERY = """

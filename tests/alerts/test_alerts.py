@@ -18,7 +18,8 @@ from breezeway_daemon.errors import ErrorKind
 from breezeway_daemon.redact import scrub
 from breezeway_daemon.sync import RunResult
 
-from .conftest import RECIPIENTS, SECRETS, SMTP_PASSWORD, SMTP_USER, Mailbox, _free_port, logged
+from support.alerts import RECIPIENTS, SECRETS, SMTP_PASSWORD, SMTP_USER, logged
+from support.mail import Mailbox, free_port
 
 _run_ids = iter(range(1000, 10_000))
 
@@ -448,7 +449,7 @@ async def test_token_failure_alert_and_its_quiet_period(
 async def test_smtp_down_still_logs_and_the_next_alert_tries_again(
     make_settings: Callable[..., Settings], alert_db: asyncpg.Pool, mailbox: Mailbox
 ) -> None:
-    down = make_settings(smtp_port=_free_port())  # nothing listens there
+    down = make_settings(smtp_port=free_port())  # nothing listens there
     alerts = Alerts(down, alert_db)
 
     await alerts.run_finished(failed())
@@ -467,7 +468,7 @@ async def test_smtp_down_still_logs_and_the_next_alert_tries_again(
 async def test_smtp_down_during_a_batch_returns_normally(
     make_settings: Callable[..., Settings], alert_db: asyncpg.Pool
 ) -> None:
-    down = make_settings(smtp_port=_free_port())
+    down = make_settings(smtp_port=free_port())
     alerts = Alerts(down, alert_db)
     results = [failed(), failed(region="austin")]
     for result in results:

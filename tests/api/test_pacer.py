@@ -7,7 +7,7 @@ import time
 
 from breezeway_daemon.api.pacing import WINDOW_S, Pacer
 
-from .conftest import EnvFactory
+from support.apienv import EnvFactory
 
 
 def test_the_default_window_is_the_apis_minute_plus_a_margin() -> None:

@@ -12,7 +12,8 @@ import httpx
 from breezeway_daemon.api.client import BreezewayApi, BreezewayClient, ListingStats
 from breezeway_daemon.entities import ENTITIES, Endpoint
 
-from .conftest import Env, EnvFactory, default_regions
+from support.apienv import ApiEnv as Env
+from support.apienv import EnvFactory, default_regions
 
 PROPERTIES = ENTITIES["properties"].endpoints[0]
 SUPPLIES = ENTITIES["supplies"].endpoints[0]

@@ -15,7 +15,8 @@ from breezeway_daemon.api.errors import PermanentApiError, TransientApiError
 from breezeway_daemon.entities import ENTITIES
 from breezeway_sim import Scale
 
-from .conftest import Env, EnvFactory
+from support.apienv import ApiEnv as Env
+from support.apienv import EnvFactory
 
 COMPANIES = "/companies"
 

@@ -17,7 +17,8 @@ from breezeway_daemon.api.errors import AuthError, CredentialsRejected
 from breezeway_daemon.api.tokens import TokenCache, jwt_expiry
 from breezeway_daemon.db.pool import create_pool
 
-from .conftest import Env, EnvFactory, default_regions, utcnow
+from support.apienv import ApiEnv as Env
+from support.apienv import EnvFactory, default_regions, utcnow
 
 COMPANIES = "/companies"
 RUNBOOK_FORCE_REFRESH = """

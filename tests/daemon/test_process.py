@@ -9,9 +9,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from .conftest import DaemonProcess, NotifySocket, env_lines
-from groundtruth import differences
-from simenv import SimEnv
+from support.daemon import DaemonProcess, NotifySocket
+from support.groundtruth import differences
+from support.simenv import SimEnv
 
 
 async def running_rows(pool: asyncpg.Pool) -> int:
@@ -62,7 +62,7 @@ async def test_sighup_applies_a_valid_change_and_keeps_running_on_an_invalid_one
     await daemon.wait_event("daemon_ready")
     ready = await notify_socket.wait_for(lambda m: m.get("READY") == "1")
 
-    daemon.env_file.write_text(env_lines(sim_env, hourly_cron="17 5 * * *"))
+    daemon.env_file.write_text(sim_env.daemon_env_file_text(hourly_cron="17 5 * * *"))
     daemon.signal(signal.SIGHUP)
     reloaded = daemon.events[await daemon.wait_event("config_reloaded")]
     assert reloaded["changed"] == ["hourly_cron"]
@@ -71,7 +71,7 @@ async def test_sighup_applies_a_valid_change_and_keeps_running_on_an_invalid_one
     assert int(notify_socket.messages[reloading][1]["MONOTONIC_USEC"]) > 0
     await notify_socket.wait_for(lambda m: m.get("READY") == "1", after=reloading)
 
-    daemon.env_file.write_text(env_lines(sim_env, hourly_cron="not a cron"))
+    daemon.env_file.write_text(sim_env.daemon_env_file_text(hourly_cron="not a cron"))
     daemon.signal(signal.SIGHUP)
     rejected = daemon.events[await daemon.wait_event("config_reload_rejected")]
     assert rejected["error"].startswith("BREEZEWAY_HOURLY_CRON:")

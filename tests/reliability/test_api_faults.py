@@ -18,8 +18,9 @@ from breezeway_daemon.errors import ErrorKind
 from breezeway_daemon.sync import EntitySync, RunResult, SyncRequest, run_batch
 from breezeway_sim import Faults, Simulator, Stats
 
-from .conftest import SCALE, RelEnv, running_rows, served
-from groundtruth import differences
+from support.groundtruth import differences
+from support.reliability import SCALE, RelEnv, served
+from support.runs import running_rows
 
 REGION = "region_1"
 # Tasks in pages of 4, two properties at a time: a fault armed after the first committed

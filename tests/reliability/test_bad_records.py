@@ -16,8 +16,10 @@ from breezeway_daemon.records import without_nul
 from breezeway_daemon.sync import run_batch
 from breezeway_sim import BAD_RECORD_KINDS
 
-from .conftest import Batches, RelEnv, duplicate_keys, running_rows
-from groundtruth import stored
+from support.batches import Batches
+from support.groundtruth import duplicate_keys, stored
+from support.reliability import RelEnv
+from support.runs import running_rows
 
 KINDS = sorted(BAD_RECORD_KINDS)
 CARRIERS = ("properties", "reservations", "tasks", "people", "supplies")  # tags stay clean

@@ -23,19 +23,11 @@ from breezeway_daemon.errors import ErrorKind
 from breezeway_daemon.sync import EntitySync, SyncRequest, run_batch
 from breezeway_sim import Simulator
 
-from .conftest import (
-    LOCK_APP,
-    REL_APP,
-    SCALE,
-    Batches,
-    BatchRecord,
-    EmbeddedServer,
-    RelEnv,
-    running_rows,
-    served,
-    terminate,
-)
-from groundtruth import differences
+from support.batches import Batches, BatchRecord
+from support.database import EmbeddedServer, terminate
+from support.groundtruth import differences
+from support.reliability import LOCK_APP, REL_APP, SCALE, RelEnv, served
+from support.runs import running_rows
 
 REGION = "region_1"
 

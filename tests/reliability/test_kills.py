@@ -22,8 +22,10 @@ import time
 from breezeway_daemon.entities import ENTITY_NAMES
 from breezeway_daemon.sync import SyncContext
 
-from .conftest import HOURLY_SAFE_RATES, DaemonEnv, duplicate_keys, running_rows, wait_until
-from groundtruth import differences
+from support.daemon import DaemonEnv
+from support.groundtruth import differences, duplicate_keys
+from support.reliability import HOURLY_SAFE_RATES
+from support.runs import running_rows
 
 ITERATIONS = int(os.environ.get("BREEZEWAY_KILL_ITERATIONS", "10"))
 SEED = int(os.environ.get("BREEZEWAY_KILL_SEED", str(random.randrange(1_000_000))))
@@ -71,7 +73,7 @@ async def test_sigkill_at_random_moments_then_one_more_batch_equals_the_truth(
                 return (sum(e.get("event") == "run_started" for e in later) >= n
                         or any(e.get("event") == "batch_finished" for e in later))  # fmt: skip
 
-            await wait_until(daemon, reached)
+            await daemon.wait_until(reached)
             await asyncio.sleep(rng.uniform(0, 0.4))  # a random moment, not an event
             await daemon.kill()
             left = await running_rows(pool)

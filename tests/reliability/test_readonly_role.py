@@ -18,7 +18,8 @@ import pytest
 
 from breezeway_daemon.db import schema
 
-from .daemons import run_cli, write_private
+from support.cli import run_cli
+from support.simenv import write_private
 
 READABLE = ("properties", "reservations", "tasks", "people", "supplies", "tags",
             "etl_sync_log", "sync_cursors", "rejected_records")  # fmt: skip

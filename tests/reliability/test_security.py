@@ -26,20 +26,14 @@ import pytest
 from breezeway_daemon.config import ConfigError, Settings, load_settings
 from breezeway_daemon.sync import SyncContext, run_batch
 from breezeway_sim import BAD_RECORD_KINDS, Scale, Simulator
-from daemon.conftest import DaemonProcess, NotifySocket
 
-from .daemons import (
-    SmtpServer,
-    env_file_text,
-    find_leaks,
-    record_issued_tokens,
-    region_settings,
-    run_cli,
-    serve_recorded,
-    with_password,
-    write_private,
-)
-from simenv import settings_for
+from support.cli import run_cli
+from support.daemon import DaemonProcess, NotifySocket
+from support.database import with_password
+from support.leaks import find_leaks
+from support.mail import SmtpServer
+from support.recorder import record_issued_tokens, serve_recorded
+from support.simenv import daemon_env_file_text, regions_for, settings_for, write_private
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "breezeway_daemon"
 SMTP_USER = "alerts"
@@ -125,15 +119,16 @@ async def test_no_secret_or_token_in_any_output_of_faulty_syncs(
     issued = record_issued_tokens(sim)
     armed = {"on": False, "revoked": False}
     database_url = with_password(base_settings.dsn(), DB_PASSWORD)
-    regions = region_settings(sim, {3: WRONG_SECRET})
+    regions = regions_for(sim, secrets={"region_3": WRONG_SECRET})
 
     with SmtpServer(SMTP_USER, SMTP_PASSWORD) as smtp:
         async with serve_recorded(sim) as (server, recorder):
             sim.faults.fail_property_tasks = {min(sim.data(1001).properties)}  # a 500 every time
             recorder.rules.append(echo_token_422(sim, 2, "/supplies"))
             recorder.on_request.append(revoke_after(sim, 1, 8, armed))
-            env_file = write_private(tmp_path / "breezeway.env", env_file_text(
+            env_file = write_private(tmp_path / "breezeway.env", daemon_env_file_text(
                 database_url, server.base_url, tmp_path, regions,
+                max_in_flight_per_credential=8, http_retry_budget_s=10,
                 hourly_entities=ALL_ENTITIES, http_max_attempts=2, batch_size=10,
                 smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_username=SMTP_USER,
                 smtp_password=SMTP_PASSWORD, smtp_timeout_s=5, alert_to="ops@example.com",
@@ -436,7 +431,7 @@ async def test_a_regions_token_is_sent_only_on_that_regions_requests(
     armed = {"on": True, "revoked": False}
     async with serve_recorded(sim) as (server, recorder):
         recorder.on_request.append(revoke_after(sim, 2, 5, armed))  # renewals mid-batch
-        settings = settings_for(base_settings, sim, server.base_url, regions=region_settings(sim),
+        settings = settings_for(base_settings, sim, server.base_url, regions=regions_for(sim),
                                 region_concurrency=3)  # fmt: skip
         async with SyncContext.open(settings) as ctx:
             results = await run_batch(ctx, list(settings.regions), list(settings.hourly_entities)
@@ -476,8 +471,8 @@ async def test_an_env_file_readable_by_others_is_warned_about_at_start(
 
     async def start_with(file_mode: int) -> DaemonProcess:
         env_file = tmp_path / f"breezeway-{file_mode:o}.env"
-        write_private(env_file, env_file_text(
-            base_settings.dsn(), "http://127.0.0.1:9", tmp_path, region_settings(sim)
+        write_private(env_file, daemon_env_file_text(
+            base_settings.dsn(), "http://127.0.0.1:9", tmp_path, regions_for(sim)
         )).chmod(file_mode)  # fmt: skip
         daemon = DaemonProcess(env_file, notify, {})
         try:

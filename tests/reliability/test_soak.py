@@ -32,8 +32,9 @@ from breezeway_daemon.entities import ENTITY_NAMES
 from breezeway_daemon.sync import SyncContext, run_batch
 from breezeway_sim import EntityRates, Rates
 
-from .conftest import DaemonEnv, duplicate_keys, rss_kib, running_rows
-from groundtruth import differences
+from support.daemon import DaemonEnv, rss_kib
+from support.groundtruth import differences, duplicate_keys
+from support.runs import running_rows
 
 # Records created about as fast as others are deleted (a deleted property takes its
 # reservations and tasks along, so properties are deleted more slowly): the data keeps

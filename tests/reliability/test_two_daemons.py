@@ -20,10 +20,11 @@ import pytest
 from breezeway_daemon.config import Settings
 from breezeway_daemon.entities import ENTITY_NAMES
 from breezeway_sim import EntityRates, Rates, Scale, Simulator, SimulatorServer
-from daemon.conftest import DaemonProcess, NotifySocket
 
-from .daemons import env_file_text, region_settings, run_cli, write_private
-from groundtruth import differences
+from support.cli import run_cli
+from support.daemon import DaemonProcess, NotifySocket
+from support.groundtruth import differences
+from support.simenv import daemon_env_file_text, regions_for, write_private
 
 SCALE = Scale(properties=8, reservations_per_property=3, tasks_per_property=6, people=8,
               supplies=6, tags=3)  # fmt: skip
@@ -55,8 +56,9 @@ async def two_daemons(
 ) -> AsyncIterator[tuple[Simulator, Pair, Path]]:
     sim = Simulator(companies=2, scale=SCALE, seed=53, rates=RATES)
     async with SimulatorServer(sim, port=0) as server:
-        env_file = write_private(tmp_path / "breezeway.env", env_file_text(
-            base_settings.dsn(), server.base_url, tmp_path, region_settings(sim),
+        env_file = write_private(tmp_path / "breezeway.env", daemon_env_file_text(
+            base_settings.dsn(), server.base_url, tmp_path, regions_for(sim),
+            max_in_flight_per_credential=8, http_retry_budget_s=10,
             hourly_entities=",".join(ENTITY_NAMES), batch_size=20,
         ))  # fmt: skip
         pair = Pair(env_file, tmp_path)

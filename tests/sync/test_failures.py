@@ -12,8 +12,9 @@ from breezeway_daemon.entities import ENTITY_NAMES
 from breezeway_daemon.sync import EntitySync, SyncRequest, run_batch
 from breezeway_sim import EntityRates, Rates
 
-from .conftest import Env, cursor, live_ids, log_rows
-from groundtruth import differences, stored
+from support.groundtruth import differences, live_ids, stored
+from support.runs import cursor, log_rows
+from support.syncenv import SyncEnv as Env
 
 REGION = "region_1"
 

@@ -16,8 +16,9 @@ import pytest
 from breezeway_daemon.db import runs
 from breezeway_daemon.sync import EntitySync, RunResult, SyncContext, SyncRequest
 
-from .conftest import Env, cursor, log_rows
-from groundtruth import differences, stored
+from support.groundtruth import differences, stored
+from support.runs import cursor, log_rows
+from support.syncenv import SyncEnv as Env
 
 REGION = "region_1"
 KILLABLE = Path(__file__).with_name("killable_run.py")

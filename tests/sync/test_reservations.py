@@ -7,8 +7,9 @@ from datetime import UTC, date, datetime, timedelta
 
 from breezeway_daemon.sync import EntitySync, SyncRequest
 
-from .conftest import Env, live_ids, log_rows
-from groundtruth import differences, stored
+from support.groundtruth import differences, live_ids, stored
+from support.runs import log_rows
+from support.syncenv import SyncEnv as Env
 
 REGION = "region_1"
 

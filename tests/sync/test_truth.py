@@ -9,8 +9,9 @@ from breezeway_daemon.entities import ENTITY_NAMES
 from breezeway_daemon.sync import RunResult, run_batch
 from breezeway_sim import EntityRates, Rates
 
-from .conftest import Env, cursor, log_rows
-from groundtruth import differences, stored
+from support.groundtruth import differences, stored
+from support.runs import cursor, log_rows
+from support.syncenv import SyncEnv as Env
 
 
 def _bad(results: list[RunResult]) -> list[tuple[str, str, str, str | None]]:

@@ -1,4 +1,4 @@
-"""Comparing the database with the simulator's ground truth."""
+"""What the database holds, compared with the simulator's ground truth."""
 
 from __future__ import annotations
 
@@ -26,7 +26,10 @@ async def stored(pool: asyncpg.Pool, region: str, entity: str) -> dict[Any, Any]
 
 
 async def differences(
-    pool: asyncpg.Pool, sim: Simulator, regions: dict[str, int], entities: tuple[str, ...] = ENTITY_NAMES
+    pool: asyncpg.Pool,
+    sim: Simulator,
+    regions: dict[str, int],
+    entities: tuple[str, ...] = ENTITY_NAMES,
 ) -> list[str]:
     """Every way the database differs from the truth; empty when they are equal."""
     found = []
@@ -43,3 +46,30 @@ async def differences(
                     f"{len(extra)} extra {sorted(extra)[:5]}, {len(changed)} differ {sorted(changed)[:5]}"
                 )
     return found
+
+
+async def live_ids(pool: asyncpg.Pool, region: str, entity: str) -> set[int]:
+    """Ids of the region's live (not deleted) records of ``entity``."""
+    rows = await pool.fetch(
+        f"SELECT id FROM breezeway.{entity} WHERE region_code = $1 AND deleted_at IS NULL", region
+    )
+    return {row["id"] for row in rows}
+
+
+async def live_count(pool: asyncpg.Pool, region: str, entity: str) -> int:
+    return len(await stored(pool, region, entity))
+
+
+ENTITY_TABLES = ("properties", "reservations", "tasks", "people", "supplies", "tags")
+
+
+async def duplicate_keys(pool: asyncpg.Pool) -> dict[str, int]:
+    """Per entity table, how many keys are stored more than once (the primary key says 0)."""
+    found = {}
+    for table in ENTITY_TABLES:
+        key = "region_code, tag_type, id" if table == "tags" else "region_code, id"
+        found[table] = await pool.fetchval(
+            f"SELECT count(*) FROM (SELECT {key} FROM breezeway.{table} "
+            f"GROUP BY {key} HAVING count(*) > 1) AS dup"
+        )
+    return {table: count for table, count in found.items() if count}
