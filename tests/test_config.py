@@ -276,6 +276,29 @@ async def test_a_valid_configuration_exits_0(tmp_path: Path) -> None:
     assert config["alerts_log"] == "/srv/bw-logs/alerts.log"
 
 
+async def test_an_env_file_others_may_read_is_warned_about_and_still_exits_0(
+    tmp_path: Path,
+) -> None:
+    """The unit runs ``check-config --quiet`` before every start: an env file that group or
+    others may read is said on stderr (the file and the ``chmod 600`` that fixes it); exit 0."""
+    env_file = write_env(tmp_path / "breezeway.env", VALID)
+
+    async def check(mode: int, *args: str) -> CliResult:
+        env_file.chmod(mode)
+        return await run_cli("check-config", *args, env_file=env_file, home=tmp_path)
+
+    readable = await check(0o644, "--quiet")
+    assert (readable.code, readable.stdout, len(readable.stderr_lines)) == (0, "", 1), readable
+    warning = readable.last_stderr_line
+    assert "warning" in warning and f"chmod 600 {env_file}" in warning, warning
+    group = await check(0o640)
+    assert group.code == 0 and json.loads(group.stdout)["regions"], group
+    assert f"chmod 600 {env_file}" in group.stderr, group
+
+    private = await check(0o600, "--quiet")
+    assert (private.code, private.stdout, private.stderr) == (0, "", ""), private
+
+
 @pytest.mark.parametrize(
     ("database_url", "password"),
     [
