@@ -44,6 +44,7 @@ from .listings import (
 from .query import ApiError, page_envelope, parse_int, parse_paging
 from .records import Row, TaskRow, row_blob, task_blob
 from .store import CompanyData
+from .webhooks import webhook_control_routes, webhook_routes
 
 if TYPE_CHECKING:
     from .simulation import Simulator
@@ -433,10 +434,12 @@ def build_app(sim: Simulator, control: bool = False) -> Starlette:
         *_both(AUTH, h.login, ["POST"]),
         *_both(AUTH + "/refresh", h.refresh, ["POST"]),
     ]
+    routes.extend(webhook_routes(sim.webhooks, h._admit, _guarded))
     if control:
         from .control import control_routes
 
         routes.extend(control_routes(sim))
+        routes.extend(webhook_control_routes(sim.webhooks))
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.router.redirect_slashes = False
     return app

@@ -44,6 +44,7 @@ from .limits import AuthLimiter, DataLimiter
 from .records import render_task, row_blob, task_blob
 from .stats import Stats
 from .store import ENTITIES, TAG_KINDS, CompanyData
+from .webhooks import WebhookHub
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -93,6 +94,7 @@ class Simulator:
         self._offset = timedelta(0)
         self._last_now = real_now
         self._advances = 0
+        self.webhooks = WebhookHub(self)
 
     # companies and data
 
@@ -146,6 +148,7 @@ class Simulator:
             done[company.company_id] = advance_company(
                 self.data(company.company_id), self.rates, rng, start, end
             )
+        self.webhooks.notice()
         return done
 
     # ground truth

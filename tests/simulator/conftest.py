@@ -11,6 +11,7 @@ import pytest
 
 from breezeway_sim import Simulator, SimulatorServer
 
+from support.served import Receiver, served_app
 from support.simapi import Api
 
 
@@ -64,3 +65,12 @@ async def http_api(sim: Simulator, server: SimulatorServer) -> AsyncIterator[Api
     """The API helper over real HTTP to ``server``."""
     async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
         yield Api(client, sim)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A webhook ``Receiver`` served on a free port of 127.0.0.1."""
+    found = Receiver()
+    async with served_app(found.app) as base:
+        found.url = f"{base}/hook"
+        yield found

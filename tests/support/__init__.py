@@ -17,7 +17,9 @@ only fixtures built from these pieces.
 - ``daemon``: ``breezeway-daemon serve`` as a child process, with its sd_notify socket;
 - ``mail``: a real SMTP server (aiosmtpd) keeping every message;
 - ``alerts``: the alert tests' credentials and recipients, and the alerts.log records;
-- ``recorder``: the simulator with every request's token recorded; ``leaks``: secrets in outputs.
+- ``recorder``: the simulator with every request's token recorded; ``leaks``: secrets in outputs;
+- ``served``: an ASGI app on 127.0.0.1, and a webhook ``Receiver``;
+- ``webhooks``: a synced region with the webhook receiver and worker (``Hooks``).
 """
 
 import pkgutil
