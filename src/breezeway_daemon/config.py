@@ -33,6 +33,7 @@ from breezeway_daemon.privacy import FieldDrop, FieldPath, drops_by_entity, pars
 REGION_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 REGION_NAME_SPELLING = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,62}")
 REGION_RULE = "must be 1-63 ASCII letters, digits and _, starting with a letter"
+WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{32,128}")
 ENV_PREFIX = "BREEZEWAY_"
 DEFAULT_ENV_FILE = ".env"
 REGIONS_KEY = f"{ENV_PREFIX}REGIONS__"
@@ -159,6 +160,17 @@ class Settings(BaseSettings):
     # Fields never stored, e.g. "reservations.access_code,reservations.guests[].email".
     drop_fields: Annotated[tuple[str, ...], NoDecode] = ()
 
+    # --- webhooks (the fast path; polling stays the source of truth) ----------
+    # The URL path segment that authenticates Breezeway's deliveries: /webhooks/<secret>/task.
+    webhook_secret: SecretStr | None = None
+    # Re-read every task event with GET /task/{id} instead of trusting its payload.
+    webhook_strict: bool = False
+    webhook_max_body_kib: int = Field(default=256, ge=1, le=16384)
+    # An event is committed before it is acknowledged, within this time (else 503).
+    webhook_store_timeout_s: float = Field(default=3, gt=0, le=9)
+    # A subscribed region with no event for this long gets a warning alert.
+    webhook_silence_hours: float = Field(default=6, gt=0)
+
     # --- files -------------------------------------------------------------
     state_dir: Path = Path("/var/lib/breezeway-daemon")
     alerts_log: Path | None = None
@@ -174,6 +186,16 @@ class Settings(BaseSettings):
                         f"region name {str(name)[:80]!r} may hold only lowercase letters, "
                         f"digits and _ ({REGION_RULE})"
                     )
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not WEBHOOK_SECRET.fullmatch(value.get_secret_value()):
+            raise ValueError(
+                "must be 32-128 URL-safe characters (letters, digits, - and _), "
+                "e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
         return value
 
     @field_validator("hourly_entities", "daily_entities", mode="before")

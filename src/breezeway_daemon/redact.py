@@ -60,12 +60,15 @@ def _mask_held(text: str) -> str:
 
 
 def configured_secrets(settings: Settings) -> list[str]:
-    """Every secret value in ``settings``: SMTP password, client secrets, database password."""
+    """Every secret value in ``settings``: SMTP password, client secrets, the webhook secret,
+    database password."""
     found: list[str] = []
     if settings.smtp_password is not None:
         found.append(settings.smtp_password.get_secret_value())
     for region in settings.regions.values():
         found.append(region.client_secret.get_secret_value())
+    if settings.webhook_secret is not None:
+        found.append(settings.webhook_secret.get_secret_value())
     if settings.database_url is not None:
         url = settings.database_url.get_secret_value()
         try:

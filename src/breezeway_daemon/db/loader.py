@@ -154,12 +154,20 @@ class EntityTable:
             "(SELECT array_agg(id) FROM touched) AS touched, "
             "(SELECT count(*) FROM touched WHERE deleted) AS restored"
         )
+        # A row is never replaced by an older version of itself (by updated_at): a poll
+        # and the webhook worker may write one record at the same moment.
+        newer = (
+            f" AND (EXCLUDED.updated_at IS NULL OR {spec.table}.updated_at IS NULL "
+            f"OR EXCLUDED.updated_at >= {spec.table}.updated_at)"
+            if "updated_at" in typed
+            else ""
+        )
         self.upsert = (
             f"INSERT INTO {self.name} ({columns}) SELECT {columns} FROM {self.staging} "
             f"ON CONFLICT ({key_list}) DO UPDATE SET {updates}, "
             "changed_at = now(), synced_at = now(), deleted_at = NULL "
-            f"WHERE {spec.table}.content_hash IS DISTINCT FROM EXCLUDED.content_hash "
-            f"OR {spec.table}.deleted_at IS NOT NULL "
+            f"WHERE ({spec.table}.content_hash IS DISTINCT FROM EXCLUDED.content_hash "
+            f"OR {spec.table}.deleted_at IS NOT NULL){newer} "
             "RETURNING id, (xmax = 0) AS inserted"
         )
         # For rows the upsert skipped: stored meanwhile by another writer, same content.
