@@ -223,6 +223,19 @@ async def token_command(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("webhooks")
+async def webhooks_command(args: argparse.Namespace) -> int:
+    """Breezeway webhook subscriptions: subscribe REGION|all --url URL, list, unsubscribe."""
+    from breezeway_daemon.webhooks.subscriptions import run_subscriptions
+
+    settings = settings_from(args)
+    regions = _regions(settings, getattr(args, "region", None) or "all")
+    failures = await run_subscriptions(settings, args.action, regions, args.url)
+    if failures:
+        raise CommandFailed("; ".join(failures))
+    return 0
+
+
 @command("simulate")
 async def simulate_command(args: argparse.Namespace) -> int:
     """Serve the built-in Breezeway API simulator until stopped (options: simulate --help)."""
@@ -387,6 +400,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--keep-running", action="store_true", help="keep the database and simulator up"
     )
+    hooks = sub.add_parser("webhooks", help=webhooks_command.__doc__)
+    actions = hooks.add_subparsers(dest="action", required=True, metavar="ACTION")
+    subscribe = actions.add_parser("subscribe", help="subscribe task and property-status events")
+    subscribe.add_argument("region", help="a configured region, or 'all'")
+    subscribe.add_argument("--url", required=True, help="the public base URL of this daemon")
+    actions.add_parser("list", help="the subscriptions of every region")
+    unsubscribe = actions.add_parser("unsubscribe", help="remove a region's subscriptions")
+    unsubscribe.add_argument("region", help="a configured region, or 'all'")
+    hooks.set_defaults(url=None)
     sub.add_parser("serve", help=serve_command.__doc__)
     sub.add_parser("watchdog", help=watchdog_command.__doc__)
     purge = sub.add_parser("purge", help=purge_command.__doc__)
