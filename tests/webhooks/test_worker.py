@@ -152,7 +152,7 @@ async def test_a_poll_never_replaces_a_newer_row_with_an_older_one(hooks: Hooks)
     # A poll that fetched the task before the change commits after the worker:
     older = dict(task, name="older, from a slow poll")
     loaded = await Loader(hooks.pool, TASKS, "region_1").load([older])
-    assert loaded.updated == 0
+    assert loaded.records_updated == 0
     assert (await stored_task(hooks, task["id"]))["name"] == "newer, from a webhook"
 
 
