@@ -295,10 +295,11 @@ async def status_command(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     async with open_pool(settings, "breezeway-daemon status", max_size=2) as pool:
         statuses = await status.collect(pool, settings)
+        events = await webhook_status(pool, settings) if not args.json else ""
     if args.json:
         print(json.dumps([s.as_json() for s in statuses], indent=2))
     else:
-        print(status.render(statuses))
+        print(status.render(statuses) + events)
     if not statuses:
         raise CommandFailed("no enabled regions or scheduled entities to report on")
     unhealthy = [f"{s.region}/{s.entity}" for s in statuses if not s.healthy]
@@ -307,6 +308,16 @@ async def status_command(args: argparse.Namespace) -> int:
             f"{len(unhealthy)} of {len(statuses)} pairs unhealthy: {', '.join(unhealthy)}"
         )
     return 0
+
+
+async def webhook_status(pool: Any, settings: Settings) -> str:
+    """The webhook section of ``status`` (empty when webhooks are not configured)."""
+    if settings.webhook_secret is None:
+        return ""
+    from breezeway_daemon.webhooks.store import region_summary, render_summary
+
+    summary = await region_summary(pool, list(settings.enabled_regions))
+    return "\n\n" + render_summary(summary, await pool.fetchval("SELECT now()"))
 
 
 @command("bundle")

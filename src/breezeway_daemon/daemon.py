@@ -60,6 +60,7 @@ from breezeway_daemon.notify import Notifier, keep_watchdog_fed, watchdog_interv
 from breezeway_daemon.retention import purge
 from breezeway_daemon.sync import RunResult, SyncContext, run_batch
 from breezeway_daemon.watchdog import sweep
+from breezeway_daemon.webhooks.service import WebhookService
 
 log = structlog.get_logger(__name__)
 
@@ -89,6 +90,7 @@ class Daemon:
         self.stop_requested = asyncio.Event()
         self.pool: asyncpg.Pool | None = None
         self.alerts: Alerts | None = None
+        self.webhooks: WebhookService | None = None
         self.scheduler: AsyncIOScheduler | None = None
         self.ctx: SyncContext | None = None
         self._batches: set[asyncio.Task[Any]] = set()
@@ -124,6 +126,7 @@ class Daemon:
         self.ctx = SyncContext(settings, self.pool, BreezewayApi(settings, self.pool))
         self.alerts = Alerts(settings, self.pool)
         await self._sweep_runs()  # this host's runs that died with a previous process
+        self.webhooks = await WebhookService.start(self)  # routes, worker: before READY=1
         self._start_scheduler()
         self._start_watchdog_pings()
         self.notifier.ready(self._status())
@@ -162,6 +165,8 @@ class Daemon:
             log.warning("shutdown_runs_closed", rows=closed, reason=reason)
 
     async def close(self) -> None:
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         for task in self._background:
             task.cancel()
         if self.ctx is not None:
@@ -277,6 +282,8 @@ class Daemon:
                 self._settings_at_start = new
             if self.alerts is not None:
                 self.alerts.update_settings(new)
+            if self.webhooks is not None:
+                self.webhooks.update_settings(new)
             self._reschedule()
             log.info("config_reloaded", changed=changed, regions=list(new.enabled_regions),
                      next_runs=self._next_runs())  # fmt: skip

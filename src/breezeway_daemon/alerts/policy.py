@@ -121,6 +121,11 @@ class Alerts:
             text = describe(error) if isinstance(error, BaseException) else str(error)
             await self._deliver(messages.token_failure(self.settings, region, text))
 
+    async def warning(self, alert: Alert) -> None:
+        """A warning built by another part of the daemon (webhooks falling silent)."""
+        with self._never_raise("warning", region=alert.entries[0].region):
+            await self._deliver(alert)
+
     # --- runs and batches -------------------------------------------------------------
     async def _run_succeeded(self, result: RunResult, in_batch: bool) -> None:
         since = await self.history.alerting_since(self.settings, result.region, result.entity)

@@ -145,3 +145,20 @@ async def region_summary(pool: asyncpg.Pool, regions: list[str]) -> dict[str, Re
         for row in rows
     }
     return {region: found.get(region) or RegionEvents(region, None, 0, 0, 0) for region in regions}
+
+
+def render_summary(summary: dict[str, RegionEvents], now: datetime) -> str:
+    """The ``status`` section: per region, the last event's arrival and the queue."""
+    lines = [
+        f"{'webhooks':<16} {'last event (UTC)':<20} {'ago':>7} {'pending':>8} {'failed24h':>9} "
+        f"{'rejected24h':>11}"
+    ]
+    for region, events in summary.items():
+        last = events.last_event_at
+        when = last.strftime("%Y-%m-%d %H:%M") if last else "never"
+        ago = f"{(now - last).total_seconds() / 3600:.1f}h" if last else "-"
+        lines.append(
+            f"{region:<16} {when:<20} {ago:>7} {events.pending:>8} {events.failed_24h:>9} "
+            f"{events.rejected_24h:>11}"
+        )
+    return "\n".join(lines)

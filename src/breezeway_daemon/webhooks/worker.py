@@ -286,7 +286,9 @@ class EventWorker:
             if found:
                 loaded = await Loader(self.pool, PROPERTIES, region).load(found)
                 if loaded.records_rejected:
-                    log.warning("webhook_property_rejected", region=region, count=loaded.records_rejected)
+                    log.warning(
+                        "webhook_property_rejected", region=region, count=loaded.records_rejected
+                    )
             listed = {r["id"] for r in found}
             await self._finish([e for pid, e in wanted.items() if pid in listed], "applied", None)
             await self._finish(
