@@ -116,15 +116,16 @@ class EventWorker:
                                 )
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as err:
                 log.warning("webhook_worker_waiting", error=describe(err), retry_s=RETRY_S)
-            await self._idle(RETRY_S)
+            await self.idle(RETRY_S)
 
     async def _serve(self) -> None:
         while True:
             while await self.apply_pending():
                 pass
-            await self._idle(IDLE_CHECK_S)
+            await self.idle(IDLE_CHECK_S)
 
-    async def _idle(self, seconds: float) -> None:
+    async def idle(self, seconds: float) -> None:
+        """Until woken (an event was stored) or ``seconds`` passed."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
         self._wake.clear()
