@@ -1,4 +1,5 @@
-"""Retention: deleting run history, rejected records and alert history past their age."""
+"""Retention: deleting run history, rejected records, alert history and processed webhook
+events past their age."""
 
 from __future__ import annotations
 
@@ -59,4 +60,11 @@ async def purge(pool: asyncpg.Pool, older_than: timedelta) -> dict[str, int]:
     """Everything retention deletes, older than ``older_than``: the daemon's daily job."""
     counts = await purge_sync_log(pool, older_than)
     counts["alert_history_rows"] = await purge_alert_history(pool, older_than)
+    counts["webhook_events"] = _deleted(
+        await pool.execute(
+            "DELETE FROM breezeway.webhook_events "
+            "WHERE processed_at IS NOT NULL AND received_at < now() - $1::interval",
+            older_than,
+        )
+    )
     return counts
