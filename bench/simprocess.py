@@ -11,6 +11,7 @@
         sim.reset()                 # counters to zero, rate-limit windows emptied
         sim.set_faults(data_rate_limit_per_minute=200)   # any ``Faults`` field
         sim.advance(hours=1)        # the simulated clock moves; records change
+        sim.webhook_faults(lose_rate=0.02); sim.webhook_log(); sim.truth(1001, "tasks")
         sim.cpu_s()                 # CPU seconds the simulator process has used
     # leaving the block stops the process (or call sim.stop())
 
@@ -120,6 +121,22 @@ class SimProcess:
         strings). The data rate-limit windows are emptied, as they would be that much later."""
         return self._ask("advance", hours)
 
+    def set_rates(self, changes: dict[str, dict[str, float]]) -> None:
+        """Change how fast records change per simulated hour (``Rates.update``)."""
+        self._ask("rates", changes)
+
+    def webhook_faults(self, **changes: Any) -> None:
+        """Lose, duplicate, reorder or delay webhook deliveries (``DeliveryFaults``)."""
+        self._ask("webhook_faults", changes)
+
+    def webhook_log(self) -> list[dict[str, Any]]:
+        """Every webhook event the simulator made (``Event.as_json``), in order."""
+        return self._ask("webhook_log")
+
+    def truth(self, company_id: int, entity: str) -> dict[str, Any]:
+        """``Simulator.truth`` (keys as strings)."""
+        return self._ask("truth", (company_id, entity))
+
     def cpu_s(self) -> float:
         """User + system CPU seconds of the simulator process so far."""
         return self._ask("cpu")
@@ -212,6 +229,10 @@ async def _main(
         "faults": lambda changes: sim.faults.update(**changes),
         "advance": advance,
         "cpu": cpu,
+        "rates": lambda changes: sim.rates.update(changes),
+        "webhook_faults": lambda changes: sim.webhooks.faults.update(**changes),
+        "webhook_log": lambda _: [event.as_json() for event in sim.webhooks.log],
+        "truth": lambda args: {str(k): v for k, v in sim.truth(*args).items()},
     }
     async with SimulatorServer(sim, host="127.0.0.1", port=0) as server:
         conn.send(
