@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +11,6 @@ import asyncpg
 import httpx
 import orjson
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 
 from breezeway_daemon.config import Settings
@@ -22,8 +19,11 @@ from breezeway_daemon.webhooks.receiver import WebhookReceiver
 from breezeway_daemon.webhooks.store import EventStore
 from breezeway_daemon.webhooks.worker import EventWorker
 from breezeway_sim import Simulator, SimulatorServer
+from served import served_app
 
 from simenv import settings_for
+
+__all__ = ["SECRET", "Hooks", "served_app", "table_digest"]
 
 SECRET = "test-webhook-secret-0123456789abcdefXYZ"  # obviously fake
 
@@ -111,34 +111,3 @@ async def table_digest(pool: asyncpg.Pool) -> tuple[Any, ...]:
             for table in ("tasks", "properties", "rejected_records")
         ]
     )
-
-
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = asyncio.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        self.ready.set()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-@contextlib.asynccontextmanager
-async def served_app(app: Starlette) -> AsyncIterator[str]:
-    """``app`` over real HTTP on a free port of 127.0.0.1; yields its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, lifespan="off", access_log=False, log_config=None)
-    server = _Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    await asyncio.wait_for(server.ready.wait(), 10)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
