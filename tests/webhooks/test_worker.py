@@ -166,3 +166,14 @@ async def test_strict_mode_rereads_every_task_event(strict_hooks: Hooks) -> None
     row = await stored_task(hooks, task["id"])
     assert row["name"] == task["name"]  # the API's state, not the payload's
     assert sum(s.data_requests for s in hooks.sim.stats.clients.values()) == calls_before + 1
+
+
+async def test_an_api_failure_marks_the_event_failed_and_changes_nothing(hooks: Hooks) -> None:
+    task = a_task(hooks)
+    before = await stored_task(hooks, task["id"])
+    hooks.sim.faults.error_rate = 1.0  # every data request answers 5xx
+    await hooks.post("task", hooks.task_event(task, "task-deleted", task=None))
+    await hooks.apply_all()
+    assert await stored_task(hooks, task["id"]) == before
+    [(_, outcome, reason)] = await hooks.outcomes()
+    assert outcome == "failed" and reason.startswith("the API failed")

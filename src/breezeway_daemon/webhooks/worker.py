@@ -116,6 +116,8 @@ class EventWorker:
                                 )
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as err:
                 log.warning("webhook_worker_waiting", error=describe(err), retry_s=RETRY_S)
+            except Exception as err:  # noqa: BLE001 - the worker must outlive any one failure
+                log.error("webhook_worker_failed", error=describe(err), retry_s=RETRY_S)
             await self.idle(RETRY_S)
 
     async def _serve(self) -> None:
@@ -145,8 +147,13 @@ class EventWorker:
                     await self._apply_tasks(region, latest)
                 else:
                     await self._apply_properties(region, latest)
-            except ApiError as err:
-                await self._finish(latest, "failed", f"the API failed: {describe(err)}")
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                raise  # left pending: applied once the database answers again
+            except Exception as err:  # noqa: BLE001 - an API failure, or an event that cannot
+                # be applied: marked failed (the next poll repairs the record), never retried
+                # forever
+                what = "the API failed" if isinstance(err, ApiError) else "cannot apply"
+                await self._finish(latest, "failed", f"{what}: {describe(err)}")
                 log.warning("webhook_events_failed", region=region, kind=kind,
                             events=len(latest), error=describe(err))  # fmt: skip
         return len(events)
