@@ -8,8 +8,8 @@ import os
 import signal
 from pathlib import Path
 
-from .conftest import SECRET, Hooks
-from groundtruth import differences
+from support.groundtruth import differences
+from support.webhooks import SECRET, Hooks
 
 KILLABLE = Path(__file__).with_name("killable_receiver.py")
 PYTHON = Path(__file__).parents[2] / ".venv" / "bin" / "python"

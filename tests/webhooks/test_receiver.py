@@ -16,7 +16,7 @@ import structlog
 from breezeway_daemon.redact import configured_secrets
 from breezeway_daemon.webhooks.store import EventStore
 
-from .conftest import SECRET, Hooks, table_digest
+from support.webhooks import SECRET, Hooks, table_digest
 
 
 def newer(task: dict) -> dict:

@@ -9,7 +9,7 @@ from breezeway_daemon.alerts import Alerts
 from breezeway_daemon.cli import webhook_status
 from breezeway_daemon.webhooks.service import WebhookService
 
-from .conftest import SECRET, Hooks, served_app
+from support.webhooks import SECRET, Hooks, served_app
 
 
 def daemon_of(hooks: Hooks) -> SimpleNamespace:

@@ -9,8 +9,8 @@ import pytest
 
 from breezeway_daemon import cli
 
-from .conftest import SECRET, Hooks, served_app
-from simenv import SimEnv, env_file_text
+from support.simenv import SimEnv, write_private
+from support.webhooks import SECRET, Hooks, served_app
 
 
 async def run_cli(
@@ -24,10 +24,8 @@ async def run_cli(
 @pytest.fixture
 def env_file(hooks: Hooks, tmp_path: Path) -> Path:
     sim_env = SimEnv(hooks.sim, None, hooks.settings)  # type: ignore[arg-type]
-    path = tmp_path / "bw.env"
-    path.write_text(env_file_text(sim_env, webhook_secret=SECRET, state_dir=tmp_path))
-    path.chmod(0o600)
-    return path
+    text = sim_env.env_file_text(webhook_secret=SECRET, state_dir=tmp_path)
+    return write_private(tmp_path / "bw.env", text)
 
 
 async def test_subscribe_list_unsubscribe_are_idempotent(

@@ -9,8 +9,8 @@ from breezeway_daemon.entities import TASKS
 from breezeway_daemon.webhooks.store import EventStore
 from breezeway_daemon.webhooks.worker import EventWorker
 
-from .conftest import Hooks, served_app
-from groundtruth import differences
+from support.groundtruth import differences
+from support.webhooks import Hooks, served_app
 
 
 def later(stamp: str, seconds: int = 60) -> str:
