@@ -1,22 +1,10 @@
 """The Breezeway API client: authenticated, paced, retried requests and paged listings.
 
-``BreezewayApi`` owns what regions share (one HTTP connection pool, the token
-cache) and hands out one ``BreezewayClient`` per region. A client's listings
-yield one page of records at a time, never a whole listing in memory.
-
-Every request:
-- carries ``Authorization: JWT <access token>`` from the token cache; on a 401
-  the token is renewed once (one renewal for all requests that saw it) and the
-  request repeated once;
-- waits for a place under its credential's ``Pacer`` (rate, in-flight cap,
-  shared 429 waits);
-- retries 5xx, timeouts and connection errors with exponential backoff and full
-  jitter, bounded in attempts and total time, with no sleep after the last
-  attempt; other 4xx fail at once with status, endpoint, parameters and the
-  API's error body (never a header or a token).
-
-Requests made while a ``CallCounter`` is bound with ``count_calls`` are counted
-into it, which is how a run knows its ``api_calls_made``.
+``BreezewayApi`` owns what regions share (the HTTP pool, the token cache, one
+pacer per credential) and hands out one ``BreezewayClient`` per region. A request
+passes three layers, outermost first: auth (token attached, a 401 renews it
+once), retries (``RetryPolicy``), and one paced, counted send. Listings yield
+one page of records at a time.
 """
 
 from __future__ import annotations
@@ -45,7 +33,7 @@ from breezeway_daemon.api.pacing import WINDOW_S as PACING_WINDOW_S
 from breezeway_daemon.api.pacing import Pacer
 from breezeway_daemon.api.tokens import TokenCache, retry_after_seconds
 from breezeway_daemon.config import Settings
-from breezeway_daemon.entities import Endpoint
+from breezeway_daemon.entities import Endpoint, EntitySpec
 from breezeway_daemon.records import loads
 
 log = structlog.get_logger(__name__)
@@ -97,6 +85,70 @@ class ListingStats:
     totals_seen: set[int] = field(default_factory=set)
 
 
+@dataclass(frozen=True)
+class Request:
+    """One GET of one region: what every error about it names (never its token)."""
+
+    region: str
+    path: str
+    params: dict[str, Any]
+
+    def error(self, cls: type[ApiError], message: str, **details: Any) -> ApiError:
+        return cls(message, region=self.region, endpoint=self.path, params=self.params, **details)
+
+
+@dataclass
+class Sent:
+    """What one send gave: an answer, or why there was none."""
+
+    response: httpx.Response | None
+    error: str | None = None  # "timed out", "connection error (...)"
+
+    @property
+    def failure(self) -> str | None:
+        """Why another attempt is needed (no answer, or a 5xx); None otherwise."""
+        if self.response is None:
+            return self.error
+        status = self.response.status_code
+        return f"server error {status}" if status >= 500 else None
+
+
+class RetryPolicy:
+    """How long one request keeps trying, across all its sends (a 401's repeat included).
+
+    Timeouts, connection errors and 5xx are retried with exponential backoff and full
+    jitter; a 429 waits for the API's reset (or a backoff). Both stop at
+    ``http_max_attempts`` failed sends (``MAX_429_WAITS`` waits) or when the next wait
+    would end beyond ``http_retry_budget_s``; nothing sleeps after the last attempt.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.max_attempts = settings.http_max_attempts
+        self.budget_s = settings.http_retry_budget_s
+        self.started = time.monotonic()
+        self.failures = 0
+        self.waits_429 = 0
+
+    def delay_after_failure(self) -> float | None:
+        """The wait before the next attempt after a failed send; None: give up."""
+        self.failures += 1
+        delay = _backoff(self.failures)
+        if self.failures >= self.max_attempts or not self._fits(delay):
+            return None
+        return delay
+
+    def wait_after_429(self, response: httpx.Response) -> float | None:
+        """The wait a 429 asks for; None: give up."""
+        self.waits_429 += 1
+        wait = retry_after_seconds(response) or _backoff(self.waits_429)
+        if self.waits_429 > MAX_429_WAITS or not self._fits(wait):
+            return None
+        return wait
+
+    def _fits(self, wait: float) -> bool:
+        return time.monotonic() - self.started + wait <= self.budget_s
+
+
 class BreezewayClient:
     """The API as one region's credential sees it."""
 
@@ -117,89 +169,95 @@ class BreezewayClient:
 
     # --- requests ---------------------------------------------------------------
     async def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
-        """GET ``path`` under the inventory base path and return its JSON."""
-        params = dict(params or {})
-        counter = _counter.get()
-        started = time.monotonic()
-        budget = self.settings.http_retry_budget_s
-        attempt = 0
-        waits_429 = 0
-        renewed = False
+        """GET ``path`` under the inventory base path and return its JSON.
+
+        A 404 raises ``NotFound``; another 4xx ``PermanentApiError`` at once, with the
+        status, endpoint, parameters and the API's error body.
+        """
+        request = Request(self.region, path, dict(params or {}))
+        response = await self._authenticated(request, RetryPolicy(self.settings))
+        status = response.status_code
+        if status < 300:
+            return loads(response.content)
+        if status == 404:
+            raise request.error(NotFound, "not found", status=404)
+        raise request.error(
+            PermanentApiError, "request refused", status=status, body=_error_body(response)
+        )
+
+    async def _authenticated(self, request: Request, retries: RetryPolicy) -> httpx.Response:
+        """Auth layer: send with the region's access token; a 401 renews it once and repeats
+        the request once (one renewal for all the requests that saw it)."""
         token = await self.tokens.get(self.region)
+        response = await self._retried(request, token, retries)
+        if response.status_code != 401:
+            return response
+        token = await self.tokens.renew_after_401(self.region, token)
+        response = await self._retried(request, token, retries)
+        if response.status_code == 401:
+            raise request.error(
+                AuthError,
+                "access token refused right after renewal",
+                status=401,
+                body=_error_body(response),
+            )
+        return response
+
+    async def _retried(self, request: Request, token: str, retries: RetryPolicy) -> httpx.Response:
+        """Retry layer: send until an answer that is neither a 429 nor a 5xx, as ``retries``
+        allows; a 429 holds the whole credential's pacer, not just this request."""
+        counter = _counter.get()
         while True:
-            async with self.pacer.slot():
+            sent = await self._send(request, token)
+            response, failure = sent.response, sent.failure
+            if failure is None and response is not None:
+                if response.status_code != 429:
+                    return response
                 if counter is not None:
-                    counter.calls += 1
-                failure: str
-                try:
-                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
-                    # cancellation (watchdog, shutdown) that arrives as the request completes.
-                    async with asyncio.timeout(self.settings.http_timeout_s + 5):
-                        response = await self.http.get(
-                            INVENTORY_PATH + path,
-                            params=params,
-                            headers={"Authorization": f"JWT {token}"},
-                        )
-                except (TimeoutError, httpx.TimeoutException):
-                    response, failure = None, "timed out"
-                except httpx.TransportError as err:
-                    response, failure = None, f"connection error ({type(err).__name__})"
-            if response is not None:
-                status = response.status_code
-                if status < 300:
-                    return loads(response.content)
-                if status == 401 and not renewed:
-                    renewed = True
-                    token = await self.tokens.renew_after_401(self.region, token)
-                    continue
-                if status == 401:
-                    raise AuthError(
-                        "access token refused right after renewal",
-                        region=self.region, status=401, endpoint=path, params=params,
-                        body=_error_body(response),
-                    )  # fmt: skip
-                if status == 429:
-                    waits_429 += 1
-                    if counter is not None:
-                        counter.rate_limited += 1
-                    wait = retry_after_seconds(response) or _backoff(waits_429)
-                    if waits_429 > MAX_429_WAITS or time.monotonic() - started + wait > budget:
-                        raise TransientApiError(
-                            f"still rate limited after {waits_429} waits",
-                            region=self.region, status=429, endpoint=path, params=params,
-                        )  # fmt: skip
-                    self.pacer.block_for(wait)
-                    continue
-                if status == 404:
-                    raise NotFound(
-                        "not found", region=self.region, status=404, endpoint=path, params=params
-                    )
-                if status < 500:
-                    raise PermanentApiError(
-                        "request refused",
-                        region=self.region, status=status, endpoint=path, params=params,
-                        body=_error_body(response),
-                    )  # fmt: skip
-                failure = f"server error {status}"
-            attempt += 1
-            delay = _backoff(attempt)
-            out_of_time = time.monotonic() - started + delay > budget
-            if attempt >= self.settings.http_max_attempts or out_of_time:
-                raise TransientApiError(
-                    f"{failure} after {attempt} attempts",
-                    region=self.region,
+                    counter.rate_limited += 1
+                wait = retries.wait_after_429(response)
+                if wait is None:
+                    message = f"still rate limited after {retries.waits_429} waits"
+                    raise request.error(TransientApiError, message, status=429)
+                self.pacer.block_for(wait)
+                continue
+            delay = retries.delay_after_failure()
+            if delay is None:
+                raise request.error(
+                    TransientApiError,
+                    f"{failure} after {retries.failures} attempts",
                     status=response.status_code if response is not None else None,
-                    endpoint=path,
-                    params=params,
                     body=_error_body(response) if response is not None else None,
                 )
             if counter is not None:
                 counter.retries += 1
             log.warning(
-                "api_retry", region=self.region, endpoint=path, attempt=attempt,
+                "api_retry", region=self.region, endpoint=request.path, attempt=retries.failures,
                 error=failure, delay_s=round(delay, 2),
             )  # fmt: skip
             await asyncio.sleep(delay)
+
+    async def _send(self, request: Request, token: str) -> Sent:
+        """Send-once layer: one GET under the credential's pacer, counted into the run."""
+        async with self.pacer.slot():
+            counter = _counter.get()
+            if counter is not None:
+                counter.calls += 1
+            try:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                # cancellation (watchdog, shutdown) that arrives as the request completes.
+                async with asyncio.timeout(self.settings.http_timeout_s + 5):
+                    response = await self.http.get(
+                        INVENTORY_PATH + request.path,
+                        params=request.params,
+                        headers={"Authorization": f"JWT {token}"},
+                    )
+                sent = Sent(response)
+            except (TimeoutError, httpx.TimeoutException):
+                sent = Sent(None, "timed out")
+            except httpx.TransportError as err:
+                sent = Sent(None, f"connection error ({type(err).__name__})")
+        return sent
 
     # --- listings ---------------------------------------------------------------
     async def pages(
@@ -304,10 +362,13 @@ class BreezewayClient:
                 self._company_id = int(companies[0]["id"])
         return self._company_id
 
-    async def task(self, task_id: int) -> dict[str, Any] | None:
-        """One task, or None when the API says it no longer exists (404)."""
+    async def record(self, spec: EntitySpec, record_id: int) -> dict[str, Any] | None:
+        """One record by id at ``spec.single_record_path``; None when the API says it no
+        longer exists (404)."""
+        if spec.single_record_path is None:
+            raise ValueError(f"{spec.name}: the API has no single-record path for it")
         try:
-            answer = await self.get(f"/task/{task_id}")
+            answer = await self.get(spec.single_record_path.format(id=record_id))
         except NotFound:
             return None
         return answer if isinstance(answer, dict) else None

@@ -276,7 +276,7 @@ class DateRangePerParent(Listing):
             if row["parent_gone"]:
                 gone.append(row["id"])
                 continue
-            record = await self.client.task(row["id"])
+            record = await self.client.record(self.spec, row["id"])
             if record is None:
                 gone.append(row["id"])
             else:
