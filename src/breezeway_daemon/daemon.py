@@ -54,7 +54,7 @@ from breezeway_daemon.db.runs import (
     fail_running,
     try_lock,
 )
-from breezeway_daemon.errors import describe
+from breezeway_daemon.errors import DatabaseError, describe
 from breezeway_daemon.memory import fix_mmap_threshold
 from breezeway_daemon.notify import Notifier, keep_watchdog_fed, watchdog_interval
 from breezeway_daemon.retention import purge
@@ -158,7 +158,7 @@ class Daemon:
             return
         try:
             closed = await fail_running(self.pool, reason, host=HOST, pid=PID)
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as err:
+        except (DatabaseError, OSError, asyncpg.InterfaceError) as err:
             log.error("shutdown_runs_not_closed", error=describe(err))
             return
         if closed:
@@ -382,7 +382,7 @@ class Daemon:
         assert self.pool is not None and self.alerts is not None and self.ctx is not None
         try:
             stuck = await sweep(self.pool, self.settings, self.ctx.active_runs)
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as err:
+        except (DatabaseError, OSError, asyncpg.InterfaceError) as err:
             log.error("watchdog_sweep_failed", error=describe(err))
             return
         if stuck:
@@ -393,7 +393,7 @@ class Daemon:
         age = timedelta(days=self.settings.sync_log_retention_days)
         try:
             await purge(self.pool, age)
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as err:
+        except (DatabaseError, OSError, asyncpg.InterfaceError) as err:
             log.error("retention_failed", error=describe(err))
 
     # --- status ------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """Describing failures: one line for operators, and which kind of failure it is.
 
 The kind picks the runbook remedy an alert carries (database, API, token, data).
+Failures of the database arrive as ``DatabaseError``, converted once where the
+daemon's connections are made (``db/connection.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,34 @@ class ErrorKind(StrEnum):
     TOKEN = "token"
     DATA = "data"
     OTHER = "other"
+
+
+class DatabaseError(Exception):
+    """A database operation failed; the message is the server's (or the client's) own.
+
+    ``connection_lost``: the connection is gone or could not be made, rather than a
+    statement that failed. ``sqlstate``: PostgreSQL's error code, when it sent one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: ErrorKind = ErrorKind.DATABASE,
+        connection_lost: bool = False,
+        sqlstate: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.connection_lost = connection_lost
+        self.sqlstate = sqlstate
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database could not be reached: connecting failed, or the network to it did."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, connection_lost=True)
 
 
 def describe(err: BaseException) -> str:
@@ -36,49 +66,12 @@ def describe(err: BaseException) -> str:
 
 
 def kind_of(err: BaseException) -> ErrorKind:
-    """Which runbook section an error belongs to."""
-    import asyncpg
-
-    from breezeway_daemon.db.pool import DatabaseUnavailable
-
+    """Which runbook section an error belongs to: the kind it carries, else OTHER."""
     kind = getattr(err, "kind", None)
-    if isinstance(kind, ErrorKind):
-        return kind
-    if connection_lost(err):
-        return ErrorKind.DATABASE
-    if isinstance(
-        err, DatabaseUnavailable | asyncpg.PostgresConnectionError | asyncpg.InterfaceError
-    ):
-        return ErrorKind.DATABASE
-    if isinstance(err, asyncpg.IntegrityConstraintViolationError | asyncpg.DataError):
-        return ErrorKind.DATA
-    if isinstance(err, asyncpg.PostgresError | OSError) and "connect" in str(err).lower():
-        return ErrorKind.DATABASE
-    if isinstance(err, asyncpg.PostgresError):
-        return ErrorKind.DATABASE
-    return ErrorKind.OTHER
+    return kind if isinstance(kind, ErrorKind) else ErrorKind.OTHER
 
 
 def connection_lost(err: BaseException) -> bool:
     """Whether ``err`` means the connection to PostgreSQL is gone (or cannot be made),
     rather than a statement that failed."""
-    import asyncpg
-
-    from breezeway_daemon.db.pool import DatabaseUnavailable
-
-    if isinstance(err, asyncpg.InterfaceError | asyncpg.InternalClientError):
-        # "another operation ... is in progress": a pooled connection whose backend was
-        # terminated, met while it still reads the server's goodbye (nothing here uses
-        # a connection from two tasks at once).
-        return "closed" in str(err) or "another operation" in str(err)
-    if isinstance(err, OSError):
-        return not isinstance(err, TimeoutError)  # sockets; a timeout is no proof
-    return isinstance(
-        err,
-        asyncpg.PostgresConnectionError
-        | asyncpg.AdminShutdownError
-        | asyncpg.CrashShutdownError
-        | asyncpg.CannotConnectNowError
-        | asyncpg.TooManyConnectionsError
-        | DatabaseUnavailable,
-    )
+    return isinstance(err, DatabaseError) and err.connection_lost

@@ -24,7 +24,7 @@ from breezeway_daemon.config import Settings
 from breezeway_daemon.db import runs
 from breezeway_daemon.db.pool import DatabaseUnavailable, connect
 from breezeway_daemon.db.runs import RequestMode, RunCounts, RunStatus
-from breezeway_daemon.errors import ErrorKind, connection_lost, describe, kind_of
+from breezeway_daemon.errors import DatabaseError, ErrorKind, connection_lost, describe, kind_of
 
 log = structlog.get_logger(__name__)
 
@@ -310,7 +310,7 @@ class RunLease:
     ) -> None:
         """The final row (and, for a success with a cursor, the cursor) in one transaction."""
         if conn is None or conn.is_closed():
-            raise asyncpg.InterfaceError("connection is closed")
+            raise DatabaseError("connection is closed", connection_lost=True)
         assert self.run_id is not None
         async with conn.transaction():
             if success and cursor_to is not None:

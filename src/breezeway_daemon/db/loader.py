@@ -35,6 +35,7 @@ import asyncpg
 
 from breezeway_daemon.db.runs import RunCounts
 from breezeway_daemon.entities import ColumnType, EntitySpec
+from breezeway_daemon.errors import DatabaseError
 from breezeway_daemon.records import (
     RecordRejected,
     column_reader,
@@ -49,6 +50,7 @@ SCHEMA = "breezeway"
 BOOKKEEPING = ("raw", "content_hash", "last_run_id")
 KEY_TYPES = {"id": "bigint", "tag_type": "text"}
 WRITE_ATTEMPTS = 3
+RETRIED_SQLSTATES = ("40P01", "23505")  # a deadlock; a key another writer inserted meanwhile
 STEP = 25  # records of Python work (about 0.2 ms) between two turns of the event loop
 CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
 CACHED_PLANS = "SET LOCAL plan_cache_mode = DEFAULT"
@@ -350,20 +352,22 @@ class Loader:
                                 conn, batch, key_values, defaults, orphans
                             )
                     except Exception as err:
-                        if _is_closed(conn) and not isinstance(err, asyncpg.PostgresError):
+                        if _is_closed(conn) and getattr(err, "sqlstate", None) is None:
                             # The connection died mid-batch; what the client raises then
                             # ("cannot call Transaction.__aexit__()...", "cannot switch to
                             # state...") hides that. The server rolled the batch back.
-                            raise asyncpg.ConnectionDoesNotExistError(
-                                f"the connection was lost while storing a batch ({err})"
+                            raise DatabaseError(
+                                f"the connection was lost while storing a batch ({err})",
+                                connection_lost=True,
                             ) from err
                         raise
                     committed = written
                 return committed
-            except (asyncpg.DeadlockDetectedError, asyncpg.UniqueViolationError):
-                if attempt == WRITE_ATTEMPTS:
+            except Exception as err:
+                if getattr(err, "sqlstate", None) in RETRIED_SQLSTATES:
+                    if attempt < WRITE_ATTEMPTS:
+                        continue
                     raise
-            except Exception:
                 if committed is not None:
                     # Committed; only handing the connection back (its reset) failed, which
                     # loses a connection the pool replaces, not the batch.

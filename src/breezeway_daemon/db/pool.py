@@ -1,5 +1,7 @@
 """The asyncpg pool: bounded connects, timeouts on every statement, jsonb codecs.
 
+Every connection is a ``db.connection.Connection``: what fails raises ``DatabaseError``.
+
 jsonb travels in binary (COPY and parameters) as the version byte ``1`` followed
 by the JSON text; the loader passes records already serialized as ``bytes``, so
 nothing is encoded twice.
@@ -17,24 +19,12 @@ import orjson
 import structlog
 
 from breezeway_daemon.config import Settings
+from breezeway_daemon.db import connection
+from breezeway_daemon.errors import DatabaseError, DatabaseUnavailable
 
 log = structlog.get_logger(__name__)
 
 JSONB_VERSION = b"\x01"
-
-# Errors worth another connection attempt: the server is starting, restarting or
-# out of slots, or the network to it is down.
-TRANSIENT_CONNECT_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.ConnectionDoesNotExistError,
-)
-
-
-class DatabaseUnavailable(Exception):
-    """The database could not be reached within the configured attempts."""
 
 
 def encode_jsonb(value: Any) -> bytes:
@@ -76,8 +66,15 @@ async def with_connect_retries(
     for attempt in range(1, attempts + 1):
         try:
             return await asyncio.wait_for(connect(), settings.db_connect_timeout_s)
-        except TRANSIENT_CONNECT_ERRORS as err:
-            cause = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        except (DatabaseError, TimeoutError) as err:
+            # Worth another attempt: the server is starting, restarting or out of slots,
+            # or the network to it is down (a refused password is not).
+            if isinstance(err, DatabaseError) and not err.connection_lost:
+                raise
+            # Named as the client raised it ("ConnectionRefusedError: ...").
+            original = err.__cause__ if isinstance(err, DatabaseError) and err.__cause__ else err
+            name = type(original).__name__
+            cause = f"{name}: {original}" if str(original) else name
             if attempt == attempts:
                 raise DatabaseUnavailable(
                     f"cannot connect to the {what} after {attempts} attempts: {cause}"
@@ -98,6 +95,8 @@ async def create_pool(
     async def connect() -> asyncpg.Pool:
         return await asyncpg.create_pool(
             dsn,
+            connect=connection.connect,
+            connection_class=connection.Connection,
             min_size=1,
             max_size=size,
             init=init_connection,
@@ -117,7 +116,7 @@ async def connect(
     dsn = settings.dsn()
 
     async def open_connection() -> asyncpg.Connection:
-        conn = await asyncpg.connect(
+        conn = await connection.connect(
             dsn,
             timeout=settings.db_connect_timeout_s,
             command_timeout=settings.db_statement_timeout_s + 5,
