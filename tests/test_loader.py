@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from breezeway_daemon.config import Settings
-from breezeway_daemon.db.loader import Loader, LoadResult, _Split
+from breezeway_daemon.db.loader import KeySplit, Loader, LoadResult
 from breezeway_daemon.db.pool import create_pool
 from breezeway_daemon.entities import PROPERTIES, RESERVATIONS, TAGS, TASKS
 from breezeway_daemon.records import ColumnReader, RecordRejected, serialize
@@ -265,7 +265,7 @@ async def test_a_row_inserted_by_another_writer_meanwhile_retries_the_batch(
     async def blind(self, conn, batch, fixed):  # as if rows 1 and 2 were stored after the lookup
         split = await original(self, conn, batch, fixed)
         lookups.append(split)
-        return _Split(new=list(batch.entries)) if len(lookups) == 1 else split
+        return KeySplit(new=list(batch.entries)) if len(lookups) == 1 else split
 
     monkeypatch.setattr(Loader, "_classify", blind)
     result = await loader.load([prop(1), prop(2, name="Changed"), prop(3)])

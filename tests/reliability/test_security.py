@@ -322,7 +322,7 @@ async def test_hostile_region_names_stop_the_real_commands_with_one_line(tmp_pat
 # Every name a SQL statement in src/ may interpolate, per file: table, column and key names
 # built from the entity specs (or constants), never a region, entity or record value.
 ALLOWED_SQL_INTERPOLATIONS = {
-    "db/loader.py": {
+    "db/entity_table.py": {
         "newer",
         "self.staging",
         "self.name",
@@ -381,7 +381,7 @@ def sql_interpolations() -> dict[str, set[str]]:
 
 def test_sql_interpolates_only_names_from_the_entity_specs() -> None:
     found = sql_interpolations()
-    assert found.get("db/loader.py"), "the scan finds the loader's statements"
+    assert found.get("db/entity_table.py"), "the scan finds the loader's statements"
     unexpected = {
         relative: sorted(names - ALLOWED_SQL_INTERPOLATIONS.get(relative, set()))
         for relative, names in found.items()

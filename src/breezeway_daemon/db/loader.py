@@ -1,67 +1,40 @@
-"""The loader: stores one batch of records of one entity and region, in one transaction.
+"""The loader: stores batches of records of one entity and region, each in one transaction.
 
-For a batch it:
-1. removes NUL characters, reads each record's key, serializes and hashes its
-   content, and keeps one record per key (the last wins). This is the only work
-   an unchanged record costs on this side;
-2. in one statement, looks every key up once, moves ``synced_at`` (and clears
-   ``deleted_at``) of the rows whose stored hash equals the new one, and says
-   which keys were stored with another content. An unchanged record is never
-   converted, copied or parsed again;
-3. converts the typed columns of new and changed records; a record that cannot
-   be stored goes to ``rejected_records`` with the reason;
-4. COPYs new rows (binary, jsonb already serialized) straight into the table and
-   changed rows into a temporary staging table, from which
-   ``INSERT ... ON CONFLICT DO UPDATE`` rewrites them.
-
-Records whose parent (a reservation's property) is not in the database are not
-stored: they come back as ``LoadResult.orphans`` when ``orphans="return"``, so
-that the caller can sync the parent entity and try again, or are rejected.
-
-``Loader.load`` stores one batch and returns when it is committed.
-``Loader.pipeline`` and ``Loader.load_batches`` overlap batches: the Python work
-of the next batch runs while PostgreSQL writes the previous ones, each batch still
-in its own transaction on its own pool connection.
+Its steps live beside it: ``db/batch.py`` (the Python work), ``db/entity_table.py``
+(the SQL and the COPY writes), ``db/rejections.py`` (records that cannot be stored).
+``Loader.pipeline`` and ``Loader.load_batches`` overlap batches: the Python work of
+the next batch runs while PostgreSQL writes the previous ones.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import asyncpg
 
+from breezeway_daemon.db.batch import (
+    PreparedBatch,
+    Row,
+    prepare_batch,
+    typed_rows,
+    without_orphans,
+)
+from breezeway_daemon.db.entity_table import entity_table, typed_column_sql
+from breezeway_daemon.db.rejections import Rejection, orphan_reason, store_rejections
 from breezeway_daemon.db.runs import RunCounts
 from breezeway_daemon.entities import ColumnType, EntitySpec
 from breezeway_daemon.errors import DatabaseError
-from breezeway_daemon.records import (
-    RecordRejected,
-    column_reader,
-    column_values,
-    content_hash,
-    display_id,
-    record_id,
-    serialize,
-)
 
-SCHEMA = "breezeway"
-BOOKKEEPING = ("raw", "content_hash", "last_run_id")
-KEY_TYPES = {"id": "bigint", "tag_type": "text"}
 WRITE_ATTEMPTS = 3
 RETRIED_SQLSTATES = ("40P01", "23505")  # a deadlock; a key another writer inserted meanwhile
-STEP = 25  # records of Python work (about 0.2 ms) between two turns of the event loop
 CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
 CACHED_PLANS = "SET LOCAL plan_cache_mode = DEFAULT"
 
 Orphans = Literal["reject", "return"]
-
-
-@dataclass
-class Rejection:
-    record: Any
-    reason: str
 
 
 @dataclass
@@ -85,24 +58,7 @@ class LoadResult(RunCounts):
 
 
 @dataclass
-class _Entry:
-    record: Mapping[str, Any]
-    data: bytes
-    digest: bytes
-
-
-@dataclass
-class _Batch:
-    """A batch after the Python work that needs no database: keys, JSON, hashes."""
-
-    received: int
-    duplicates: int
-    entries: dict[int, _Entry]  # by id, in arrival order (other key columns are constant)
-    rejections: list[Rejection]
-
-
-@dataclass
-class _Split:
+class KeySplit:
     """What the database said about a batch's keys."""
 
     unchanged: int = 0
@@ -111,96 +67,16 @@ class _Split:
     new: list[int] = field(default_factory=list)
 
 
-class EntityTable:
-    """The SQL for one entity's table, built once from its spec."""
-
-    def __init__(self, spec: EntitySpec) -> None:
-        if "id" not in spec.key:
-            raise ValueError(f"{spec.name}: the loader needs an id in the key")
-        self.spec = spec
-        self.name = f"{SCHEMA}.{spec.table}"
-        self.staging = f"staging_{spec.table}"
-        self.key = ("region_code", *spec.key)
-        # Key columns other than id come from ``key_values``: one value per batch.
-        self.fixed_key = tuple(name for name in spec.key if name != "id")
-        typed = spec.typed_column_names
-        self.copy_columns = (*self.key, *typed, *BOOKKEEPING)
-        self.reader = column_reader(spec.columns)
-        key_list = ", ".join(self.key)
-        updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in (*typed, *BOOKKEEPING))
-        columns = ", ".join(self.copy_columns)
-        fixed = "".join(
-            f" AND t.{name} = ${i + 4}::{KEY_TYPES[name]}" for i, name in enumerate(self.fixed_key)
-        )
-        self.create_staging = (
-            f"CREATE TEMP TABLE IF NOT EXISTS {self.staging} "
-            f"(LIKE {self.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-        )
-        # One index probe per key, whatever the statistics say: the OFFSET keeps
-        # the lateral subquery a per-key lookup (a table just loaded has no
-        # statistics, and the planner would otherwise hash a whole region for
-        # every batch). Unchanged rows are then updated through their ctid, with
-        # no second probe; being HOT updates (fillfactor, migration 002), they
-        # touch no index either.
-        self.classify = (
-            "WITH stored AS MATERIALIZED ("
-            "SELECT s.* FROM unnest($2::bigint[], $3::bytea[]) AS k(id, digest), LATERAL ("
-            "SELECT t.ctid AS row_id, t.id, t.content_hash = k.digest AS same, "
-            "t.deleted_at IS NOT NULL AS deleted "
-            f"FROM {self.name} AS t WHERE t.region_code = $1{fixed} AND t.id = k.id OFFSET 0"
-            ") AS s), "
-            f"touched AS (UPDATE {self.name} AS t SET synced_at = now(), deleted_at = NULL "
-            "FROM stored WHERE stored.same AND t.ctid = stored.row_id "
-            "RETURNING t.id, stored.deleted) "
-            "SELECT (SELECT array_agg(id) FROM stored) AS found, "
-            "(SELECT array_agg(id) FROM touched) AS touched, "
-            "(SELECT count(*) FROM touched WHERE deleted) AS restored"
-        )
-        # A row is never replaced by an older version of itself (by updated_at): a poll
-        # and the webhook worker may write one record at the same moment.
-        newer = (
-            f" AND (EXCLUDED.updated_at IS NULL OR {spec.table}.updated_at IS NULL "
-            f"OR EXCLUDED.updated_at >= {spec.table}.updated_at)"
-            if "updated_at" in typed
-            else ""
-        )
-        self.upsert = (
-            f"INSERT INTO {self.name} ({columns}) SELECT {columns} FROM {self.staging} "
-            f"ON CONFLICT ({key_list}) DO UPDATE SET {updates}, "
-            "changed_at = now(), synced_at = now(), deleted_at = NULL "
-            f"WHERE ({spec.table}.content_hash IS DISTINCT FROM EXCLUDED.content_hash "
-            f"OR {spec.table}.deleted_at IS NOT NULL){newer} "
-            "RETURNING id, (xmax = 0) AS inserted"
-        )
-        # For rows the upsert skipped: stored meanwhile by another writer, same content.
-        fixed_touch = "".join(
-            f" AND t.{name} = ${i + 3}::{KEY_TYPES[name]}" for i, name in enumerate(self.fixed_key)
-        )
-        self.touch = (
-            f"UPDATE {self.name} AS t SET synced_at = now() "
-            "FROM unnest($2::bigint[]) AS k(id) "
-            f"WHERE t.region_code = $1{fixed_touch} AND t.id = k.id"
-        )
-        self.parent_check = None
-        if spec.parent_ref is not None:
-            self.parent_check = (
-                f"SELECT id FROM {SCHEMA}.{spec.parent_ref.entity} "
-                "WHERE region_code = $1 AND id = ANY($2::bigint[])"
-            )
-
-
-_TABLES: dict[str, EntityTable] = {}
-
-
-def entity_table(spec: EntitySpec) -> EntityTable:
-    table = _TABLES.get(spec.name)
-    if table is None or table.spec is not spec:
-        table = _TABLES[spec.name] = EntityTable(spec)
-    return table
-
-
 class Loader:
     """Stores batches of one entity for one region.
+
+    For a batch it: does the Python work (``db/batch.py``); in one statement, looks
+    every key up once and touches the rows whose content is unchanged (``_classify``:
+    an unchanged record is never converted, copied or parsed again); converts the
+    new and changed records, rejecting those that cannot be stored; COPYs the new
+    rows into the table and upserts the changed ones (``EntityTable``). Records whose
+    parent is not stored come back as ``LoadResult.orphans`` (``orphans="return"``,
+    so that the caller can sync the parent and try again) or are rejected.
 
     ``key_values`` fill key columns that are not in the record (a tag's kind);
     ``defaults`` fill typed columns the record leaves empty (a task's property
@@ -297,42 +173,18 @@ class Loader:
         rejections = [Rejection(record, reason) for record in records]
         if rejections:
             async with self.pool.acquire() as conn:
-                await self._reject(conn, rejections)
+                await store_rejections(conn, self.region, self.spec.name, self.run_id, rejections)
         return len(rejections)
 
     # --- steps -----------------------------------------------------------------
-    async def _prepare(self, records: Iterable[Any], key_values: Mapping[str, Any]) -> _Batch:
-        """The batch's keys, JSON and hashes; no database work. The last record of a key wins.
-
-        Every ``STEP`` records it lets the event loop run, so that the statements and
-        commits of the batches being written go out while it works (in a pipeline,
-        PostgreSQL would otherwise wait for Python).
-        """
-        for name in self.table.fixed_key:
-            if key_values.get(name) is None:
-                raise ValueError(f"{self.spec.name} needs key_values[{name!r}]")
-        received = duplicates = 0
-        entries: dict[int, _Entry] = {}
-        rejections: list[Rejection] = []
-        for record in records:
-            received += 1
-            if not received % STEP:
-                await asyncio.sleep(0)
-            try:
-                identifier = record_id(record)
-            except RecordRejected as err:
-                rejections.append(Rejection(record, str(err)))
-                continue
-            clean, data = serialize(record)
-            if identifier in entries:
-                duplicates += 1
-                del entries[identifier]  # keep the last one, in arrival order
-            entries[identifier] = _Entry(clean, data, content_hash(data))
-        return _Batch(received, duplicates, entries, rejections)
+    async def _prepare(
+        self, records: Iterable[Any], key_values: Mapping[str, Any]
+    ) -> PreparedBatch:
+        return await prepare_batch(self.table, records, key_values)
 
     async def _store(
         self,
-        batch: _Batch,
+        batch: PreparedBatch,
         key_values: Mapping[str, Any],
         defaults: Mapping[str, Any],
         orphans: Orphans,
@@ -378,7 +230,7 @@ class Loader:
     async def _write_batch(
         self,
         conn: asyncpg.Connection,
-        batch: _Batch,
+        batch: PreparedBatch,
         key_values: Mapping[str, Any],
         defaults: Mapping[str, Any],
         orphans: Orphans,
@@ -391,23 +243,24 @@ class Loader:
             await conn.execute(CACHED_PLANS)
         result.records_unchanged = split.unchanged
         result.records_updated = split.restored
-        entries = batch.entries
-        new_rows, parents = await self._rows(split.new, entries, fixed, defaults, rejections)
-        changed_rows, changed_parents = await self._rows(
-            split.changed, entries, fixed, defaults, rejections
-        )
+        rows_of = functools.partial(
+            typed_rows, self.table, self.region, self.run_id,
+            entries=batch.entries, fixed=fixed, defaults=defaults, rejections=rejections,
+        )  # fmt: skip
+        new_rows, parents = await rows_of(split.new)
+        changed_rows, changed_parents = await rows_of(split.changed)
         parents |= changed_parents
         if parents:
-            missing = await self._missing_parents(conn, parents)
+            missing = await self.table.missing_parents(conn, self.region, parents)
             if missing:
-                new_rows, orphaned = self._without_orphans(new_rows, missing)
-                changed_rows, more = self._without_orphans(changed_rows, missing)
+                new_rows, orphaned = without_orphans(self.table, new_rows, missing)
+                changed_rows, more = without_orphans(self.table, changed_rows, missing)
                 orphaned += more
                 if orphans == "return":
                     result.orphans.extend(orphaned)
                 else:
                     rejections.extend(
-                        Rejection(record, self._orphan_reason(record, defaults))
+                        Rejection(record, orphan_reason(self.spec, record, defaults))
                         for record in orphaned
                     )
         new, updated, unchanged = await self._write(conn, new_rows, changed_rows, fixed)
@@ -415,14 +268,16 @@ class Loader:
         result.records_updated += updated
         result.records_unchanged += unchanged
         if rejections:
-            await self._reject(conn, rejections)
+            await store_rejections(conn, self.region, self.spec.name, self.run_id, rejections)
         result.records_rejected = len(rejections)
         return result
 
-    async def _classify(self, conn: asyncpg.Connection, batch: _Batch, fixed: list[Any]) -> _Split:
+    async def _classify(
+        self, conn: asyncpg.Connection, batch: PreparedBatch, fixed: list[Any]
+    ) -> KeySplit:
         """Touch the unchanged rows; say which keys are new and which changed."""
         if not batch.entries:
-            return _Split()
+            return KeySplit()
         ids = list(batch.entries)
         digests = [entry.digest for entry in batch.entries.values()]
         # Planned for this batch's keys and the table's size of now: a plan cached
@@ -436,7 +291,7 @@ class Loader:
         restored = row["restored"]
         # Stored but not touched: another content, or (rarely) the same content
         # that another writer rewrote in between; either way, write it.
-        split = _Split(unchanged=len(touched) - restored, restored=restored)
+        split = KeySplit(unchanged=len(touched) - restored, restored=restored)
         for identifier in ids:
             if identifier not in found:
                 split.new.append(identifier)
@@ -444,67 +299,11 @@ class Loader:
                 split.changed.append(identifier)
         return split
 
-    async def _rows(
-        self,
-        ids: list[int],
-        entries: dict[int, _Entry],
-        fixed: list[Any],
-        defaults: Mapping[str, Any],
-        rejections: list[Rejection],
-    ) -> tuple[list[tuple[tuple[Any, ...], _Entry]], set[int]]:
-        rows = []
-        parent_ids: set[int] = set()
-        parent_ref = self.spec.parent_ref
-        parent_index = self.spec.typed_column_names.index(parent_ref.column) if parent_ref else None
-        values_of = self.table.reader.values
-        region, run_id = self.region, self.run_id
-        for n, identifier in enumerate(ids, 1):
-            if not n % STEP:
-                await asyncio.sleep(0)  # as in ``_prepare``
-            entry = entries[identifier]
-            try:
-                values = values_of(entry.record, defaults)
-            except RecordRejected as err:
-                rejections.append(Rejection(entry.record, str(err)))
-                continue
-            if parent_index is not None:
-                parent_ids.add(values[parent_index])
-            key = (region, *fixed, identifier) if fixed else (region, identifier)
-            rows.append(((*key, *values, entry.data, entry.digest, run_id), entry))
-        return rows, parent_ids
-
-    async def _missing_parents(self, conn: asyncpg.Connection, parent_ids: set[int]) -> set[int]:
-        assert self.table.parent_check is not None
-        found = await conn.fetch(self.table.parent_check, self.region, list(parent_ids))
-        return parent_ids - {row["id"] for row in found}
-
-    def _without_orphans(
-        self, rows: list[tuple[tuple[Any, ...], _Entry]], missing: set[int]
-    ) -> tuple[list[tuple[tuple[Any, ...], _Entry]], list[Mapping[str, Any]]]:
-        assert self.spec.parent_ref is not None
-        position = len(self.table.key) + self.spec.typed_column_names.index(
-            self.spec.parent_ref.column
-        )
-        kept, orphaned = [], []
-        for row, entry in rows:
-            if row[position] in missing:
-                orphaned.append(entry.record)
-            else:
-                kept.append((row, entry))
-        return kept, orphaned
-
-    def _orphan_reason(self, record: Mapping[str, Any], defaults: Mapping[str, Any] | None) -> str:
-        ref = self.spec.parent_ref
-        assert ref is not None
-        column = next(c for c in self.spec.columns if c.name == ref.column)
-        value = column_values(record, (column,), defaults or {})[0]
-        return f"{'.'.join(column.path)} {value} is not a known {ref.entity} record of this region"
-
     async def _write(
         self,
         conn: asyncpg.Connection,
-        new_rows: list[tuple[tuple[Any, ...], _Entry]],
-        changed_rows: list[tuple[tuple[Any, ...], _Entry]],
+        new_rows: list[Row],
+        changed_rows: list[Row],
         fixed: list[Any],
     ) -> tuple[int, int, int]:
         """Write new and changed rows; returns (new, updated, unchanged).
@@ -516,60 +315,14 @@ class Loader:
         """
         new = 0
         if new_rows:
-            await conn.copy_records_to_table(
-                self.spec.table,
-                schema_name=SCHEMA,
-                records=[row for row, _ in new_rows],
-                columns=self.table.copy_columns,
-            )
+            await self.table.copy_new(conn, [row for row, _ in new_rows])
             new = len(new_rows)
         if not changed_rows:
             return new, 0, 0
-        upserted_new, updated, unchanged = await self._upsert(
-            conn, [row for row, _ in changed_rows], fixed
+        upserted_new, updated, unchanged = await self.table.upsert(
+            conn, self.region, [row for row, _ in changed_rows], fixed
         )
         return new + upserted_new, updated, unchanged
-
-    async def _upsert(
-        self, conn: asyncpg.Connection, rows: list[tuple[Any, ...]], fixed: list[Any]
-    ) -> tuple[int, int, int]:
-        await conn.execute(self.table.create_staging)
-        await conn.copy_records_to_table(
-            self.table.staging, records=rows, columns=self.table.copy_columns
-        )
-        written = await conn.fetch(self.table.upsert)
-        new = sum(1 for row in written if row["inserted"])
-        skipped = len(rows) - len(written)
-        if skipped:
-            # The upsert's WHERE skipped rows another writer stored meanwhile with
-            # the same content: they are unchanged, and were received now.
-            id_position = len(self.table.key) - 1
-            done = {row["id"] for row in written}
-            same = [row[id_position] for row in rows if row[id_position] not in done]
-            await conn.execute(self.table.touch, self.region, same, *fixed)
-        return new, len(written) - new, skipped
-
-    async def _reject(self, conn: asyncpg.Connection, rejections: list[Rejection]) -> None:
-        rows = []
-        for rejection in rejections:
-            record = rejection.record
-            raw = serialize(record)[1] if isinstance(record, Mapping | list) else None
-            rows.append(
-                (
-                    self.region,
-                    self.spec.name,
-                    display_id(record),
-                    rejection.reason,
-                    raw,
-                    self.run_id,
-                )
-            )
-        await conn.copy_records_to_table(
-            "rejected_records",
-            schema_name=SCHEMA,
-            records=rows,
-            columns=("region_code", "entity_type", "record_id", "reason", "raw", "run_id"),
-        )
 
 
 def _is_closed(conn: asyncpg.Connection) -> bool:
@@ -661,11 +414,10 @@ class LoadPipeline:
                 self.on_result(loaded)
 
 
-def typed_column_sql(spec: EntitySpec) -> dict[str, str]:
-    """Column name to SQL type, as the migration must declare them (checked by tests)."""
-    return {column.name: column.type.value for column in spec.columns} | (
-        {"tag_type": "text"} if "tag_type" in spec.key else {}
-    )
-
-
-__all__ = ["Loader", "LoadPipeline", "LoadResult", "ColumnType", "typed_column_sql"]
+__all__ = [
+    "Loader",
+    "LoadPipeline",
+    "LoadResult",
+    "ColumnType",
+    "typed_column_sql",
+]
