@@ -98,22 +98,17 @@ class Transaction(asyncpg.transaction.Transaction):
             await super().__aexit__(*exc_info)
 
 
-class Connection(asyncpg.Connection):
-    """An asyncpg connection whose statements raise ``DatabaseError``."""
+# The methods that reach the server (``reset`` too: the pool calls it on release).
+CONVERTED_METHODS = (
+    "execute", "executemany", "fetch", "fetchrow", "fetchval", "fetchmany", "prepare",
+    "copy_records_to_table", "copy_to_table", "copy_from_table", "copy_from_query",
+    "set_type_codec", "reset",
+)  # fmt: skip
 
-    execute = converting(asyncpg.Connection.execute)
-    executemany = converting(asyncpg.Connection.executemany)
-    fetch = converting(asyncpg.Connection.fetch)
-    fetchrow = converting(asyncpg.Connection.fetchrow)
-    fetchval = converting(asyncpg.Connection.fetchval)
-    fetchmany = converting(asyncpg.Connection.fetchmany)
-    prepare = converting(asyncpg.Connection.prepare)
-    copy_records_to_table = converting(asyncpg.Connection.copy_records_to_table)
-    copy_to_table = converting(asyncpg.Connection.copy_to_table)
-    copy_from_table = converting(asyncpg.Connection.copy_from_table)
-    copy_from_query = converting(asyncpg.Connection.copy_from_query)
-    set_type_codec = converting(asyncpg.Connection.set_type_codec)
-    reset = converting(asyncpg.Connection.reset)
+
+class Connection(asyncpg.Connection):
+    """An asyncpg connection whose ``CONVERTED_METHODS`` and transactions raise
+    ``DatabaseError``."""
 
     def transaction(
         self, *, isolation: str | None = None, readonly: bool = False, deferrable: bool = False
@@ -121,6 +116,10 @@ class Connection(asyncpg.Connection):
         with database_errors():  # asyncpg's checks: an open connection, valid options
             super().transaction(isolation=isolation, readonly=readonly, deferrable=deferrable)
         return Transaction(self, isolation, readonly, deferrable)
+
+
+for _name in CONVERTED_METHODS:
+    setattr(Connection, _name, converting(getattr(asyncpg.Connection, _name)))
 
 
 async def connect(*args: Any, **kwargs: Any) -> Connection:
