@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 
 from breezeway_daemon.config import Settings
+from breezeway_daemon.db.connection import database_error
 from breezeway_daemon.db.loader import KeySplit, Loader, LoadResult
 from breezeway_daemon.db.pool import create_pool
 from breezeway_daemon.entities import PROPERTIES, RESERVATIONS, TAGS, TASKS
@@ -287,7 +288,7 @@ async def test_a_deadlock_retries_the_whole_batch_once(
     async def deadlocking(self, *args):
         calls.append(1)
         if len(calls) == 1:
-            raise asyncpg.DeadlockDetectedError("deadlock detected")
+            raise database_error(asyncpg.DeadlockDetectedError("deadlock detected"))
         return await original(self, *args)
 
     monkeypatch.setattr(Loader, "_write", deadlocking)

@@ -7,6 +7,7 @@ import asyncio
 import asyncpg
 import pytest
 
+from breezeway_daemon.db.connection import database_error
 from breezeway_daemon.db.lease import RunLease
 from breezeway_daemon.entities import ENTITY_NAMES
 from breezeway_daemon.sync import EntitySync, SyncRequest, run_batch
@@ -107,8 +108,10 @@ async def test_a_failed_runs_end_is_written_again_through_another_connection(
     async def stale_at_first(self, conn, success, error, cursor_to):  # type: ignore[no-untyped-def]
         if not success and len(stale_pids) < 3:
             stale_pids.append(conn.get_server_pid())
-            raise asyncpg.InternalClientError(
-                "cannot switch to state 15; another operation (2) is in progress"
+            raise database_error(  # as the connection raises it
+                asyncpg.InternalClientError(
+                    "cannot switch to state 15; another operation (2) is in progress"
+                )
             )
         return await original(self, conn, success, error, cursor_to)
 

@@ -216,7 +216,7 @@ class Loader:
                     committed = written
                 return committed
             except Exception as err:
-                if getattr(err, "sqlstate", None) in RETRIED_SQLSTATES:
+                if isinstance(err, DatabaseError) and err.sqlstate in RETRIED_SQLSTATES:
                     if attempt < WRITE_ATTEMPTS:
                         continue
                     raise
