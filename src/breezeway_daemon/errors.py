@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 from enum import StrEnum
 
+from breezeway_daemon.redact import scrub_credentials
+
 
 class ErrorKind(StrEnum):
     DATABASE = "database"
@@ -53,8 +55,6 @@ def describe(err: BaseException) -> str:
     Credentials are cut out: a message may quote an API's answer, and an API may echo
     the request's token; the line goes to etl_sync_log, logs, alerts and the terminal.
     """
-    from breezeway_daemon.redact import scrub_credentials
-
     text = scrub_credentials(" ".join(str(err).split()))
     if isinstance(err, asyncio.TimeoutError | TimeoutError) and not text:
         return "timed out"
