@@ -101,7 +101,7 @@ class Loader:
         orphans: Orphans = "reject",
     ) -> LoadResult:
         """Store one batch in one transaction and say what happened to each record."""
-        batch = await self._prepare(records, key_values or {})
+        batch = await prepare_batch(self.table, records, key_values or {})
         return await self._store(batch, key_values or {}, defaults or {}, orphans)
 
     def pipeline(
@@ -177,11 +177,6 @@ class Loader:
         return len(rejections)
 
     # --- steps -----------------------------------------------------------------
-    async def _prepare(
-        self, records: Iterable[Any], key_values: Mapping[str, Any]
-    ) -> PreparedBatch:
-        return await prepare_batch(self.table, records, key_values)
-
     async def _store(
         self,
         batch: PreparedBatch,
@@ -366,7 +361,7 @@ class LoadPipeline:
 
     async def submit(self, records: Iterable[Any]) -> None:
         """Prepare a batch now and start writing it; returns when a writer is free."""
-        batch = await self.loader._prepare(records, self.key_values)
+        batch = await prepare_batch(self.loader.table, records, self.key_values)
         keys = set(batch.entries)
         # A record must win over the same key in an earlier batch: wait for those.
         overlapping = [task for task, ids in self._in_flight if not keys.isdisjoint(ids)]
