@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from breezeway_daemon.config import Settings
-from breezeway_daemon.errors import describe
+from breezeway_daemon.errors import DatabaseError, describe
 from breezeway_daemon.records import RecordRejected, loads, to_timestamptz
 from breezeway_daemon.webhooks.store import EventStore, ReceivedEvent, StoreUnavailable
 
@@ -222,7 +222,7 @@ class WebhookReceiver:
                 pid,
                 regions,
             )
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as err:
+        except (DatabaseError, asyncpg.InterfaceError, OSError) as err:
             log.warning("webhook_property_lookup_failed", error=describe(err))
             return {}
         return {pid: rows[0]["region_code"]} if len(rows) == 1 else {}

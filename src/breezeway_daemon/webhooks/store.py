@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from breezeway_daemon.errors import describe
+from breezeway_daemon.errors import DatabaseError, describe
 
 __all__ = ["EventStore", "ReceivedEvent", "StoreUnavailable", "StoredEvent", "region_summary"]
 
@@ -83,7 +83,7 @@ class EventStore:
                 )
         except TimeoutError:
             raise StoreUnavailable(f"not stored within {self.timeout_s:g} s") from None
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as err:
+        except (DatabaseError, asyncpg.InterfaceError, OSError) as err:
             raise StoreUnavailable(describe(err)) from err
 
     async def pending(self, limit: int = 500) -> list[StoredEvent]:

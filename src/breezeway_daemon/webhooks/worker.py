@@ -43,10 +43,11 @@ import structlog
 
 from breezeway_daemon.api.client import BreezewayApi
 from breezeway_daemon.api.errors import ApiError
-from breezeway_daemon.db.loader import Loader, entity_table
+from breezeway_daemon.db.entity_table import entity_table
+from breezeway_daemon.db.loader import Loader
 from breezeway_daemon.db.runs import advisory_lock_key, try_lock
 from breezeway_daemon.entities import PROPERTIES, TASKS
-from breezeway_daemon.errors import describe
+from breezeway_daemon.errors import DatabaseError, describe
 from breezeway_daemon.records import (
     RecordRejected,
     content_hash,
@@ -114,7 +115,7 @@ class EventWorker:
                                 await lock_conn.execute(
                                     "SELECT pg_advisory_unlock($1)", WORKER_LOCK
                                 )
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as err:
+            except (DatabaseError, asyncpg.InterfaceError, OSError) as err:
                 log.warning("webhook_worker_waiting", error=describe(err), retry_s=RETRY_S)
             except Exception as err:  # noqa: BLE001 - the worker must outlive any one failure
                 log.error("webhook_worker_failed", error=describe(err), retry_s=RETRY_S)
@@ -147,7 +148,7 @@ class EventWorker:
                     await self._apply_tasks(region, latest)
                 else:
                     await self._apply_properties(region, latest)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            except (DatabaseError, asyncpg.InterfaceError, OSError):
                 raise  # left pending: applied once the database answers again
             except Exception as err:  # noqa: BLE001 - an API failure, or an event that cannot
                 # be applied: marked failed (the next poll repairs the record), never retried
@@ -184,7 +185,7 @@ class EventWorker:
         for event in events:
             payload = _task_payload(event)
             if event.event_name == "task-deleted" or self.strict or payload is None:
-                record = await client.task(event.entity_id)
+                record = await client.record(TASKS, event.entity_id)
                 if record is None:
                     gone.append(event)
                     continue
