@@ -154,7 +154,7 @@ async def test_the_migration_runs_for_an_owner_without_createrole(server_url: st
         try:
             # The real migrations, the role existing already (created by the session's).
             applied = await schema.migrate(conn)
-            assert [m.version for m in applied][-1] == 4
+            assert [m.version for m in applied] == [m.version for m in schema.known_migrations()]
             # Migration 004 as it would run where the role does not exist yet.
             sql = next(m.sql for m in schema.known_migrations() if m.version == 4)
             absent = f"bw_test_absent_{secrets.token_hex(4)}"
