@@ -3,7 +3,7 @@
     .venv/bin/python bench/client.py [--duration 8] [--in-flight 16]
                                      [--paced-duration 15] [--paced-window 6]
 
-The simulator (one company at ``prod`` scale) runs in its own process, served by uvicorn on
+The simulator (one company at ``dense`` scale) runs in its own process, served by uvicorn on
 127.0.0.1; the client (``BreezewayApi``: token cache on PostgreSQL, pacer, retries, httpx) runs
 in this one. PostgreSQL: ``DATABASE_URL``, else 127.0.0.1:5432 as user postgres; a throwaway
 database is created, migrated and dropped.
@@ -165,8 +165,8 @@ def main() -> int:
     import structlog
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    with SimProcess(1, "prod", args.seed, data_rate_limit=None, auth_limit=None) as sim:
-        print(f"simulator: prod scale, 1 company, at {sim.base_url} (own process)")
+    with SimProcess(1, "dense", args.seed, data_rate_limit=None, auth_limit=None) as sim:
+        print(f"simulator: dense scale, 1 company, at {sim.base_url} (own process)")
         results = asyncio.run(run(args, sim))
     print(json.dumps(results))
     return 0

@@ -1,8 +1,8 @@
-"""How many task listings per second the simulator serves over real HTTP at prod scale.
+"""How many task listings per second the simulator serves over real HTTP at dense scale.
 
     .venv/bin/python bench/simulator.py [--duration 10] [--concurrency 16] [--client-procs N]
 
-The simulator (one company at ``prod`` scale: 500 properties, 50,000 tasks; rate limits off)
+The simulator (one company at ``dense`` scale: 500 properties, 50,000 tasks; rate limits off)
 runs in its own process, served by uvicorn on 127.0.0.1, as a daemon benchmark would run it.
 Client processes (``--client-procs``) each run ``--concurrency`` concurrent httpx requests, in
 a loop for ``--duration`` seconds: ``GET /public/inventory/v1/task/?home_id=<random>&limit=100``
@@ -33,7 +33,7 @@ import orjson
 
 from simprocess import SimProcess
 
-SCALE = "prod"
+SCALE = "dense"
 
 
 async def _login(client: httpx.AsyncClient) -> dict[str, str]:

@@ -14,8 +14,9 @@ What is generated, per company:
 * tasks: ``tasks_per_property`` per property: a departure clean on each stay's checkout day
   (linked to it), a pre-arrival inspection before half of the stays, the rest maintenance,
   inspection, housekeeping and safety tasks over the last ~400 days and the next ~45; about
-  5 % of those link to an old reservation id that no listing returns; past tasks are mostly
-  finished, future ones created or assigned;
+  5 % of those link to an old reservation id that no listing returns; tasks more than three
+  days past are 97 % finished, those of the last three days 85 %, future ones created or
+  assigned (at ``prod``: about 9 % of all tasks open);
 * people (active 80 %, invited 8 %, inactive 12 %), supplies, and ``tags`` tags of each kind.
 
 ``Builder`` makes single records; the clock (``evolve``) uses it to create records later.
@@ -49,24 +50,55 @@ class Scale:
 
     @classmethod
     def of(cls, value: Scale | str) -> Scale:
-        """A ``Scale`` from itself or a preset name (``small``, ``prod``)."""
+        """A ``Scale`` from itself or a preset name: a mix's first (largest) company."""
+        return cls.mix(value)[0]
+
+    @classmethod
+    def mix(cls, value: Scale | str | tuple[Scale, ...]) -> tuple[Scale, ...]:
+        """The scales of a preset (``small``, ``dense``, ``prod``), a ``Scale`` or a tuple:
+        company 1 gets the first, the others cycle through the rest (see ``for_company``)."""
         if isinstance(value, Scale):
+            return (value,)
+        if isinstance(value, tuple) and value and all(isinstance(s, Scale) for s in value):
             return value
         try:
-            return PRESETS[value]
-        except KeyError:
+            found = PRESETS[value]  # type: ignore[index]
+        except (KeyError, TypeError):
             raise ValueError(f"unknown scale {value!r}; presets: {', '.join(PRESETS)}") from None
+        return found if isinstance(found, tuple) else (found,)
+
+    @staticmethod
+    def for_company(scales: tuple[Scale, ...], index: int) -> Scale:
+        """The scale of company ``index`` (1-based) in a mix."""
+        if index <= len(scales):
+            return scales[index - 1]
+        rest = scales[1:] or scales
+        return rest[(index - 2) % len(rest)]
 
 
-PRESETS: dict[str, Scale] = {
+def _smaller(properties: int) -> Scale:
+    return Scale(properties=properties, reservations_per_property=10, tasks_per_property=44,
+                 people=60, supplies=60, tags=20)  # fmt: skip
+
+
+PRESETS: dict[str, Scale | tuple[Scale, ...]] = {
     "small": Scale(),
-    "prod": Scale(
+    # One company of 500 properties with 100 tasks each: long task listings (bench/simulator.py).
+    "dense": Scale(
         properties=500,
         reservations_per_property=10,
         tasks_per_property=100,
         people=200,
         supplies=150,
         tags=80,
+    ),
+    # The production mix: one credential of 5,000 properties and 60,000 tasks, then seven of
+    # 60-500 properties (1,800 properties, 79,200 tasks): 139,200 tasks across 8 companies.
+    # More companies cycle through the seven.
+    "prod": (
+        Scale(properties=5000, reservations_per_property=6, tasks_per_property=12,
+              people=400, supplies=150, tags=80),  # fmt: skip
+        *(_smaller(n) for n in (500, 400, 300, 240, 180, 120, 60)),
     ),
 }
 
@@ -266,7 +298,10 @@ class Builder:
             scheduled.year, scheduled.month, scheduled.day, 9, tzinfo=created.tzinfo
         )
         if status is None:
-            if sched_at + timedelta(hours=8) < now:
+            if sched_at + timedelta(days=3) < now:  # long past: nearly all finished
+                roll = rng.random()
+                status = 4 if roll < 0.55 else 3 if roll < 0.97 else 2 if roll < 0.98 else 1
+            elif sched_at + timedelta(hours=8) < now:  # the last days: some still open
                 roll = rng.random()
                 status = 4 if roll < 0.45 else 3 if roll < 0.85 else 2 if roll < 0.9 else 1
             else:

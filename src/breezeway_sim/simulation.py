@@ -4,10 +4,12 @@
 >>> sim.companies[0].company_id, sim.companies[0].client_id
 (1001, 'sim-client-1')
 
-* Data is generated per company on first use (``sim.prepare()`` generates all now). Measured
-  on a 2-CPU machine: a prod company takes 1.5-2 s and about 50 MB; serving all its tasks once
-  caches their JSON (about 1.75 kB each, 90 MB in all). ``truth(cid, "tasks")`` at prod builds
-  50,000 dicts: 2-7 s and about 400 MB while the caller holds them.
+* Data is generated per company on first use (``sim.prepare()`` generates all now), each
+  company at its scale of the mix (``Scale.mix``: ``prod`` is one company of 5,000 properties
+  and 60,000 tasks, then seven of 60-500 properties). Measured on a 2-CPU machine: a ``dense``
+  company (50,000 tasks) takes 1.5-2 s and about 50 MB; serving all its tasks once caches
+  their JSON (about 1.75 kB each, 90 MB in all). ``truth(cid, "tasks")`` of 50,000 tasks
+  builds as many dicts: 2-7 s and about 400 MB while the caller holds them.
 * ``sim.now()`` is the simulated time: the real UTC time plus everything ``advance`` added. It
   only moves forward, and a record's ``updated_at`` is never earlier than the real time of its
   change. Note: a client that bounds a task ``updated_at`` range with its own (real) today
@@ -58,7 +60,7 @@ class Simulator:
     def __init__(
         self,
         companies: int = 1,
-        scale: Scale | str = "small",
+        scale: Scale | str | tuple[Scale, ...] = "small",
         seed: int = 1,
         *,
         rates: Rates | None = None,
@@ -75,7 +77,8 @@ class Simulator:
         if anchor > real_now:
             raise ValueError("anchor must not be in the future")
         self.seed = seed
-        self.scale = Scale.of(scale)
+        self.scales = Scale.mix(scale)
+        self.scale = self.scales[0]  # company 1's
         self.companies: list[Company] = make_companies(companies)
         self.rates = rates or Rates()
         self.faults = faults or Faults()
@@ -111,7 +114,7 @@ class Simulator:
         if found is None:
             company = self._by_id[company_id]
             found = self._data[company_id] = generate_company(
-                company, self.scale, self.seed, self.anchor
+                company, Scale.for_company(self.scales, company.index), self.seed, self.anchor
             )
         return found
 
