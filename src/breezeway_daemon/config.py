@@ -130,6 +130,8 @@ class Settings(BaseSettings):
     reservation_backfill_days: int = Field(default=365, ge=1)
     cursor_overlap_minutes: float = Field(default=10, ge=0)
     task_fetch_concurrency: int = Field(default=8, ge=1, le=64)
+    task_quiet_poll_every: int = Field(default=6, ge=1, le=24)
+    task_busy_days: int = Field(default=2, ge=0, le=30)
 
     # --- runs and the watchdog ----------------------------------------------
     heartbeat_s: float = Field(default=30, gt=0)

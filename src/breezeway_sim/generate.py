@@ -96,8 +96,14 @@ PRESETS: dict[str, Scale | tuple[Scale, ...]] = {
     # 60-500 properties (1,800 properties, 79,200 tasks): 139,200 tasks across 8 companies.
     # More companies cycle through the seven.
     "prod": (
-        Scale(properties=5000, reservations_per_property=6, tasks_per_property=12,
-              people=400, supplies=150, tags=80),  # fmt: skip
+        Scale(
+            properties=5000,
+            reservations_per_property=6,
+            tasks_per_property=12,
+            people=400,
+            supplies=150,
+            tags=80,
+        ),  # fmt: skip
         *(_smaller(n) for n in (500, 400, 300, 240, 180, 120, 60)),
     ),
 }

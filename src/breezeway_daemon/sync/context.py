@@ -47,6 +47,8 @@ class RunResult:
     duration_s: float = 0.0
     mode: RequestMode = RequestMode.INCREMENTAL
     listing_size: int | None = None
+    parents_skipped: int = 0
+    """Parents the task polling plan left to a later run (``sync.polling``)."""
 
     def __post_init__(self) -> None:
         self.status = RunStatus(self.status)

@@ -8,9 +8,10 @@
   from a complete one deleted). Records naming an unknown parent make the run
   sync that parent once and store them again.
 - ``DateRangePerParent`` (tasks): ``updated_at=<cursor date - 1 day>,<tomorrow>``
-  for every parent record of the region, concurrently under the credential's
-  pacer; without a cursor it lists everything, then confirms each missing record
-  with a ``GET`` of it before marking it deleted.
+  for every parent record of the region (or those the polling plan of
+  ``sync.polling`` picks), concurrently under the credential's pacer; without a
+  cursor it lists everything, then confirms each missing record with a ``GET`` of
+  it before marking it deleted.
 
 A resync lists a date window (the spec's ``resync``) the same way, and never
 marks deletions.
@@ -30,6 +31,7 @@ from breezeway_daemon.api.client import ListingStats
 from breezeway_daemon.db.runs import RunStatus
 from breezeway_daemon.entities import RESYNC_ENTITIES, EntitySpec, ListingMode, entity
 from breezeway_daemon.errors import ErrorKind, describe
+from breezeway_daemon.sync.polling import plan_task_polls
 
 if TYPE_CHECKING:
     from breezeway_daemon.sync.run import EntitySync
@@ -181,10 +183,28 @@ class DateRangePerParent(Listing):
             await self._per_parent({})
             await self._confirm_and_mark_deleted()
             return
-        start = cursor_from.date() - timedelta(days=incremental.overlap_days)
         # Tomorrow: the API may count days in the company's time zone, ahead of UTC.
         end = datetime.now(UTC).date() + timedelta(days=1)
-        await self._per_parent({incremental.param: f"{start.isoformat()},{end.isoformat()}"})
+
+        def since(moment: datetime) -> dict[str, str]:
+            start = moment.date() - timedelta(days=incremental.overlap_days)
+            return {incremental.param: f"{start.isoformat()},{end.isoformat()}"}
+
+        plan = None
+        if self.spec.name == "tasks":  # the polling plan knows the tasks' tables
+            plan = await plan_task_polls(
+                self.pool, self.region, self.run.ctx.settings, self.run.started_at
+            )
+        if plan is None:
+            await self._per_parent(since(cursor_from))
+            return
+        log.info("task_polling", busy=len(plan.busy), quiet_due=len(plan.due),
+                 quiet_skipped=len(plan.skipped), slot=plan.slot)  # fmt: skip
+        self.run.parents_skipped = len(plan.skipped)
+        overlap = timedelta(minutes=self.run.ctx.settings.cursor_overlap_minutes)
+        quiet = since(min(cursor_from, plan.quiet_since - overlap))
+        windows = dict.fromkeys(plan.busy, since(cursor_from)) | dict.fromkeys(plan.due, quiet)
+        await self._per_parent(since(cursor_from), windows)
 
     async def list_window(self, since: date, until: date) -> None:
         if self.spec.resync is None:
@@ -200,8 +220,12 @@ class DateRangePerParent(Listing):
         )
         return [row["id"] for row in rows]
 
-    async def _per_parent(self, window: dict[str, str]) -> None:
-        parent_ids = await self._parent_ids()
+    async def _per_parent(
+        self, window: dict[str, str], windows: dict[int, dict[str, str]] | None = None
+    ) -> None:
+        """List every parent's records in ``window``, or only the parents of ``windows``,
+        each in its own window."""
+        parent_ids = sorted(windows) if windows is not None else await self._parent_ids()
         failures: dict[int, str] = {}
         queue: asyncio.Queue[list[dict[str, Any]] | None] = asyncio.Queue(maxsize=16)
         limit = asyncio.Semaphore(self.run.ctx.settings.task_fetch_concurrency)
@@ -212,7 +236,8 @@ class DateRangePerParent(Listing):
         async def fetch(parent_id: int) -> None:
             async with limit:
                 try:
-                    async for records in self.client.pages(endpoint, {param: parent_id, **window}):
+                    params = {param: parent_id, **(windows or {}).get(parent_id, window)}
+                    async for records in self.client.pages(endpoint, params):
                         await queue.put(records)
                 except Exception as err:  # noqa: BLE001 - named in the run's error
                     failures[parent_id] = describe(err)

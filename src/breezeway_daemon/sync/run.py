@@ -46,6 +46,8 @@ class EntitySync:
         self.client: BreezewayClient = ctx.api.client(request.region)
         self.listing_size: int | None = None
         """How many records a complete listing held (None: not a complete listing)."""
+        self.parents_skipped = 0
+        """Parents whose listing the polling plan left to a later run (``sync.polling``)."""
         self.lease = RunLease(
             ctx, self.region, self.spec.name,
             mode=request.mode, trigger=request.trigger, counts=self.current_counts,
@@ -65,7 +67,7 @@ class EntitySync:
         return RunResult(
             self.region, self.spec.name, end.status, self.lease.run_id, self.counts,
             end.error, end.error_kind, loop.time() - started, self.request.mode,
-            self.listing_size,
+            self.listing_size, self.parents_skipped,
         )  # fmt: skip
 
     async def _fetch(self) -> datetime | None:
