@@ -1,25 +1,34 @@
-"""Benchmark: a full sync of 8 regions against the simulator over HTTP, then an incremental one.
+"""Benchmark: a full sync of every region against the simulator over HTTP, one hourly batch
+and one daily batch.
 
-    .venv/bin/python bench/sync.py [--companies 8] [--latency 0.08] [--rate 165] [--seed 7]
+    .venv/bin/python bench/sync.py [--companies 8] [--scale bench|fifty|prod] [--speed 15]
+        [--latency 0.08] [--rate 165] [--concurrency N] [--pool-size 16] [--quiet-every 6]
 
-The simulator runs in its own process (uvicorn on 127.0.0.1, 80 ms added to every request,
-its data rate limit per credential set to ``--rate`` requests per rolling minute), so that it
-does not share the sync's event loop. The data is scaled down with the rate limit (the real
-API allows 200 requests a minute against a few hundred properties per company; here each of
-the companies has 80 properties with 150 tasks each, two task pages per property) so that
-the full run takes about a minute. The sync runs in this process as the daemon would: every
-region at once (``region_concurrency`` = companies), the client paced at the simulator's
-limit, into a throwaway database on ``DATABASE_URL`` or 127.0.0.1:5432 (created and dropped).
+The simulator runs in its own process (uvicorn on 127.0.0.1, ``--latency`` added to every
+request, its data rate limit per credential ``--rate`` requests per rolling minute), so that
+it does not share the sync's event loop. The sync runs in this process as the daemon would,
+into a throwaway database on ``DATABASE_URL`` or 127.0.0.1:5432 (created and dropped), with
+the daemon's defaults except: ``region_concurrency`` (``--concurrency``, default every region
+at once), ``db_pool_size`` and ``task_quiet_poll_every`` as given, pacing ``--client-rate``.
 
-It prints wall time, API calls, rows/s, peak RSS of this process and the lower bound that the
-rate limit sets: ``bound_s`` = max over regions of calls / (rate per second), the credentials
-being independent and the regions running in parallel. The limit is a rolling window, which
-lets the first ``rate`` calls of a credential go at once, so the true lower bound is the
-stepped ``window_bound_s`` = 60 s x floor((calls - 1) / rate); the default rate puts the calls
-just above one window, where the two agree within a few percent. Then it advances the
-simulated clock one hour and runs incrementally. It asserts nothing. Last line: one JSON
-object with wall_s, bound_s, wall_over_bound, api_calls, client_429s, rows, peak_rss_mb,
-incremental_api_calls, incremental_wall_s (and window_bound_s).
+Phases, each in a new ``SyncContext`` (as the next scheduled job finds it): ``full`` (every
+entity, ``--full``), the clock one simulated hour on, ``hourly`` (the hourly entities,
+incremental: the task polling plan applies), one more hour, ``daily`` (every entity in full,
+as the daily batch with ``BREEZEWAY_DAILY_FULL_REFRESH``). Per phase: wall time, API calls,
+the rate limit's lower bound (``Phase.bound_s``: the busiest credential's calls at the
+client's pacing rate, or all calls shared by the credentials running at once when regions
+take turns), wall/bound, 429s the simulator answered, peak RSS of this process (VmHWM, reset
+before each phase), the most pool connections in use (sampled every 10 ms) and how many
+samples found all in use, and the database's size after it.
+
+Scales: ``bench`` (default; 80 properties and 12,000 tasks per company, the rate scaled down
+to 165 so a full run takes about a minute), ``fifty`` (40 properties, 800 tasks per company,
+for ``--companies 50``), ``prod`` (the simulator's production mix: one company of 5,000
+properties and 60,000 tasks, seven of 60-500 properties). ``prod`` runs the real limit (200 a
+minute, the client pacing at 180) and the 80 ms latency ``--speed`` times faster, and prints
+the hourly batch's time at the real rate as the busiest region's calls / 180 a minute: an
+extrapolation, since the wall time scales with the rate once the run is rate-bound, which
+wall/bound shows. It asserts nothing. Last line: one JSON object of the figures per phase.
 """
 
 from __future__ import annotations
