@@ -84,6 +84,7 @@ class ServedDaemon:
         self.events: list[dict[str, Any]] = []
         self.proc: asyncio.subprocess.Process | None = None
         self.url = ""
+        self.output_ended = False
         self._arrived = asyncio.Condition()
         self._reader: asyncio.Task[None] | None = None
 
@@ -110,13 +111,18 @@ class ServedDaemon:
 
     async def _read(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
-        async for raw in self.proc.stdout:
-            try:
-                event = json.loads(raw)
-            except json.JSONDecodeError:
-                event = {"event": "unparsed", "line": raw.decode(errors="replace")}
+        try:
+            async for raw in self.proc.stdout:
+                try:
+                    event = json.loads(raw)
+                except json.JSONDecodeError:
+                    event = {"event": "unparsed", "line": raw.decode(errors="replace")}
+                async with self._arrived:
+                    self.events.append(event)
+                    self._arrived.notify_all()
+        finally:
+            self.output_ended = True
             async with self._arrived:
-                self.events.append(event)
                 self._arrived.notify_all()
 
     async def wait_event(self, name: str, after: int = 0, **fields: Any) -> int:
@@ -132,7 +138,7 @@ class ServedDaemon:
         try:
             async with asyncio.timeout(WAIT_S), self._arrived:
                 while (index := found()) is None:
-                    if self.proc is not None and self.proc.returncode is not None:
+                    if self.output_ended:
                         raise AssertionError(
                             f"daemon exited waiting for {name}: {self.events[-10:]}"
                         )
@@ -150,6 +156,14 @@ class ServedDaemon:
         assert response.status_code == 200, response.text
         assert response.headers["content-type"].startswith("text/plain")
         return Scrape.parse(response.text)
+
+    async def until_scraped(self, name: str, **labels: str) -> Scrape:
+        """Scrape (every 0.1 s) until a sample ``name`` with ``labels`` is there: for what the
+        daemon does after its last log event (a batch's alerts follow ``batch_finished``)."""
+        async with asyncio.timeout(WAIT_S):
+            while not (scrape := await self.scrape()).samples(name, **labels):  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        return scrape
 
     async def healthz(self) -> tuple[int, dict[str, Any]]:
         response = await self.get("/healthz")
