@@ -208,7 +208,10 @@ async def served_daemon(sim_env: SimEnv, tmp_path: Path) -> AsyncIterator[Callab
     started: list[ServedDaemon] = []
 
     async def start(
-        secrets: dict[str, str] | None = None, database_url: str | None = None, **settings: str
+        secrets: dict[str, str] | None = None,
+        database_url: str | None = None,
+        wait_ready: bool = True,
+        **settings: str,
     ) -> ServedDaemon:
         env_file = tmp_path / f"breezeway-{len(started)}.env"
         values = {"state_dir": str(tmp_path), **DEFAULTS, **settings}
@@ -218,7 +221,8 @@ async def served_daemon(sim_env: SimEnv, tmp_path: Path) -> AsyncIterator[Callab
         daemon = ServedDaemon(env_file)
         started.append(daemon)
         await daemon.start()
-        await daemon.ready()
+        if wait_ready:
+            await daemon.ready()
         return daemon
 
     yield start

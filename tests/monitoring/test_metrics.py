@@ -55,11 +55,13 @@ async def test_a_scrape_after_a_sync_with_one_failing_region_says_what_happened(
     assert scrape.value("breezeway_records_total", region="region_1", outcome="new") > 0
 
     # Durations: one observation per run that ran; region_2's dependants never started.
+    count, last = "breezeway_run_duration_seconds_count", "breezeway_run_last_duration_seconds"
+    assert scrape.value(count, entity="properties") == 2
+    assert scrape.value(count, entity="reservations") == scrape.value(count, entity="tasks") == 1
     for entity in HOURLY:
-        count = "breezeway_run_duration_seconds_count"
-        assert scrape.value(count, region="region_1", entity=entity) == 1
-    assert scrape.value(count, region="region_2", entity="properties") == 1
-    assert scrape.value(count, region="region_2", entity="tasks") is None
+        assert 0 < scrape.value(last, region="region_1", entity=entity) < 60
+    assert scrape.value(last, region="region_2", entity="properties") > 0
+    assert scrape.value(last, region="region_2", entity="tasks") is None
     assert scrape.value("breezeway_run_started_timestamp_seconds") is None  # none running
 
     # The last-success gauge: region_1's pairs at their completion time; none for region_2.

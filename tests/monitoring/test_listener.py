@@ -1,0 +1,75 @@
+"""The HTTP listener's life in the daemon: off by default, a clear error when its address
+is taken, and a reload cannot move it."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from breezeway_daemon.config import ConfigError, load_settings
+from breezeway_daemon.http import parse_listen_address
+
+from .conftest import ServedDaemon
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [("9464", "127.0.0.1:9464"), (":9464", "127.0.0.1:9464"), ("0.0.0.0:80", "0.0.0.0:80"),
+     ("[::1]:9464", "[::1]:9464"), ("localhost:0", "localhost:0")],
+)  # fmt: skip
+def test_listen_addresses(text: str, shown: str) -> None:
+    assert str(parse_listen_address(text)) == shown
+
+
+@pytest.mark.parametrize("text", ["", "host", "1.2.3.4:99999", "a b:1", "::1:80", "http://x:1"])
+def test_a_bad_listen_address_is_one_line_naming_the_setting(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"^BREEZEWAY_HTTP_LISTEN: ") as caught:
+        load_settings(Path("/nonexistent/bw.env"), http_listen=text or " ")
+    assert "\n" not in str(caught.value)
+
+
+def test_the_listener_is_off_by_default_and_its_libraries_are_not_loaded() -> None:
+    assert load_settings(Path("/nonexistent/bw.env")).http_listen is None
+    code = (
+        "import sys, breezeway_daemon.cli, breezeway_daemon.daemon; "
+        "print(sorted(m for m in ('uvicorn', 'starlette') if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.strip() == "[]"
+
+
+async def test_an_address_in_use_stops_the_start_with_one_line(served_daemon) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        daemon: ServedDaemon = await served_daemon(
+            http_listen=f"127.0.0.1:{port}", wait_ready=False
+        )
+        failed = daemon.events[await daemon.wait_event("daemon_start_failed")]
+        assert daemon.proc is not None
+        assert await asyncio.wait_for(daemon.proc.wait(), 30) == 1
+    assert failed["error"].startswith(f"BREEZEWAY_HTTP_LISTEN: cannot listen on 127.0.0.1:{port}: ")
+    assert not any(event["event"] == "daemon_ready" for event in daemon.events)
+
+
+async def test_a_reload_that_moves_the_listener_says_it_needs_a_restart(served_daemon) -> None:
+    daemon: ServedDaemon = await served_daemon()
+    text = daemon.env_file.read_text()
+    daemon.env_file.write_text(
+        text.replace("BREEZEWAY_HTTP_LISTEN=127.0.0.1:0", "BREEZEWAY_HTTP_LISTEN=9")
+    )
+    daemon.signal(signal.SIGHUP)
+    warning = daemon.events[await daemon.wait_event("config_change_needs_restart")]
+    assert warning["settings"] == ["http_listen"]
+    await daemon.wait_event("config_reloaded")
+    assert (await daemon.healthz())[0] == 200  # still where it was
+    assert await daemon.stop() == 0
