@@ -37,7 +37,6 @@ IDENTIFIER = "breezeway-daemon"
 FIELD_KEYS = {"event": "EVENT", "region": "REGION", "entity": "ENTITY", "run_id": "RUN_ID",
               "kind": "KIND"}  # fmt: skip
 NOT_IN_MESSAGE = {"event", "level", "timestamp"}
-SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL
 
 
 def journal_socket() -> Path:
@@ -116,12 +115,15 @@ class JournalWriter:
 
     def _send_memfd(self, data: bytes) -> None:
         """Too large for a datagram: the entry in a sealed memfd, its descriptor sent."""
+        if not hasattr(os, "memfd_create"):  # not Linux: nothing to send it with
+            raise OSError(errno.EMSGSIZE, "journal entry too large for a datagram")
         fd = os.memfd_create("journal-entry", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, SEALS)
+            seals = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
             rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
             self._sock.sendmsg([], rights, 0, self.path)
         finally:

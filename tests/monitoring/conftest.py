@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -23,10 +24,13 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from breezeway_daemon import journal
+
 from simenv import SimEnv, env_file_text
 
 BIN = Path(sys.executable).with_name("breezeway-daemon")
 WAIT_S = 60.0
+PRIORITY_PREFIX = re.compile(r"<(\d)>")
 # Batches run when a test signals (SIGUSR1), never by the clock.
 DEFAULTS = {
     "http_listen": "127.0.0.1:0",
@@ -79,6 +83,7 @@ class ServedDaemon:
     """``breezeway-daemon serve`` as a child process with its HTTP listener on."""
 
     def __init__(self, env_file: Path, extra_env: dict[str, str] | None = None) -> None:
+        """``extra_env``: variables for the process beside ``BREEZEWAY_ENV_FILE``."""
         self.env_file = env_file
         self.extra_env = extra_env or {}
         self.events: list[dict[str, Any]] = []
@@ -88,20 +93,31 @@ class ServedDaemon:
         self._arrived = asyncio.Condition()
         self._reader: asyncio.Task[None] | None = None
 
-    async def start(self, *, stdout: int | None = None) -> None:
+    async def start(self, journal_socket: Path | None = None) -> None:
+        """Start ``serve``. With ``journal_socket``, as systemd does with the journal: stdout
+        a pipe that ``JOURNAL_STREAM`` names, the journal's socket at ``journal_socket``."""
         env = {
             k: v for k, v in os.environ.items() if not k.startswith(("BREEZEWAY_", "DATABASE_URL"))
         }
         env.pop("JOURNAL_STREAM", None)
         env.pop("NOTIFY_SOCKET", None)
         env.update(BREEZEWAY_ENV_FILE=str(self.env_file), **self.extra_env)
-        self.proc = await asyncio.create_subprocess_exec(
-            str(BIN), "serve", env=env,
-            stdout=stdout if stdout is not None else asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT if stdout is None else None,
-        )  # fmt: skip
-        if self.proc.stdout is not None:
-            self._reader = asyncio.get_running_loop().create_task(self._read())
+        read_end, write_end = os.pipe()
+        if journal_socket is not None:
+            st = os.fstat(write_end)
+            env.update(JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}")
+            env[journal.SOCKET_ENV] = str(journal_socket)
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                str(BIN), "serve", env=env, stdout=write_end, stderr=write_end
+            )
+        finally:
+            os.close(write_end)
+        stdout = asyncio.StreamReader()
+        await asyncio.get_running_loop().connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(stdout), os.fdopen(read_end, "rb")
+        )
+        self._reader = asyncio.get_running_loop().create_task(self._read(stdout))
 
     async def ready(self) -> None:
         """Until the daemon is ready; then ``url`` is its listener's."""
@@ -109,14 +125,18 @@ class ServedDaemon:
         self.url = f"http://{listening['address']}"
         await self.wait_event("daemon_ready")
 
-    async def _read(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
+    async def _read(self, stdout: asyncio.StreamReader) -> None:
+        """Each line's event; a ``<N>`` priority prefix (under systemd) kept as ``_priority``."""
         try:
-            async for raw in self.proc.stdout:
+            async for raw in stdout:
+                line = raw.decode(errors="replace").strip()
+                prefix = PRIORITY_PREFIX.match(line)
                 try:
-                    event = json.loads(raw)
+                    event = json.loads(line[prefix.end() :] if prefix else line)
                 except json.JSONDecodeError:
-                    event = {"event": "unparsed", "line": raw.decode(errors="replace")}
+                    event = {"event": "unparsed", "line": line}
+                if prefix:
+                    event["_priority"] = int(prefix[1])
                 async with self._arrived:
                     self.events.append(event)
                     self._arrived.notify_all()
@@ -211,6 +231,7 @@ async def served_daemon(sim_env: SimEnv, tmp_path: Path) -> AsyncIterator[Callab
         secrets: dict[str, str] | None = None,
         database_url: str | None = None,
         wait_ready: bool = True,
+        journal_socket: Path | None = None,
         **settings: str,
     ) -> ServedDaemon:
         env_file = tmp_path / f"breezeway-{len(started)}.env"
@@ -220,7 +241,7 @@ async def served_daemon(sim_env: SimEnv, tmp_path: Path) -> AsyncIterator[Callab
         env_file.chmod(0o600)
         daemon = ServedDaemon(env_file)
         started.append(daemon)
-        await daemon.start()
+        await daemon.start(journal_socket)
         if wait_ready:
             await daemon.ready()
         return daemon

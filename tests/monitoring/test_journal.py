@@ -11,7 +11,6 @@ import socket
 import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -20,8 +19,7 @@ import structlog
 from breezeway_daemon import journal
 from breezeway_daemon.logs import configure_logging
 
-from .conftest import BIN, DEFAULTS, WAIT_S
-from simenv import SimEnv, env_file_text
+from .conftest import WAIT_S, ServedDaemon
 
 
 def parse_entry(data: bytes) -> dict[str, str]:
@@ -226,43 +224,17 @@ class JournalStandIn:
         self.sock.close()
 
 
-async def _daemon_on_a_journal_stream(
-    sim_env: SimEnv, tmp_path: Path, socket_path: Path, **settings: Any
-) -> tuple[asyncio.subprocess.Process, asyncio.StreamReader]:
-    """``serve`` with stdout a pipe that JOURNAL_STREAM names, as systemd starts it."""
-    env_file = tmp_path / "journal.env"
-    values = {"state_dir": str(tmp_path), **DEFAULTS, "http_listen": "", **settings}
-    env_file.write_text(env_file_text(sim_env, **values))
-    env_file.chmod(0o600)
-    read_end, write_end = os.pipe()
-    st = os.fstat(write_end)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BREEZEWAY_", "DATABASE_URL"))}
-    env.pop("NOTIFY_SOCKET", None)
-    env.update(BREEZEWAY_ENV_FILE=str(env_file), JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}")
-    env[journal.SOCKET_ENV] = str(socket_path)
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            str(BIN), "serve", env=env, stdout=write_end, stderr=asyncio.subprocess.DEVNULL
-        )
-    finally:
-        os.close(write_end)
-    reader = asyncio.StreamReader()
-    await asyncio.get_running_loop().connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_end, "rb")
-    )
-    return proc, reader
-
-
 async def test_the_daemon_under_systemd_writes_fields_journalctl_can_filter_on(
-    sim_env: SimEnv, tmp_path: Path
+    served_daemon, tmp_path: Path
 ) -> None:
     stand_in = JournalStandIn(tmp_path / "journal.sock")
-    proc, stdout = await _daemon_on_a_journal_stream(
-        sim_env, tmp_path, stand_in.path, secrets={"region_2": "wrong-secret-for-tests"}
-    )
     try:
+        daemon: ServedDaemon = await served_daemon(
+            secrets={"region_2": "wrong-secret-for-tests"}, journal_socket=stand_in.path,
+            wait_ready=False, http_listen="",
+        )  # fmt: skip
         await stand_in.wait_for(EVENT="daemon_ready", PRIORITY="6")
-        proc.send_signal(signal.SIGUSR1)
+        daemon.signal(signal.SIGUSR1)
         await stand_in.wait_for(EVENT="batch_finished")
         # journalctl -u breezeway-daemon REGION=region_1 ENTITY=tasks
         done = await stand_in.wait_for(EVENT="run_succeeded", REGION="region_1", ENTITY="tasks")
@@ -272,29 +244,17 @@ async def test_the_daemon_under_systemd_writes_fields_journalctl_can_filter_on(
         # journalctl -u breezeway-daemon REGION=region_2 -p warning
         failed = await stand_in.wait_for(EVENT="run_failed", REGION="region_2", PRIORITY="3")
         assert "region=region_2" in failed["MESSAGE"] and "error=" in failed["MESSAGE"]
-        proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        assert await daemon.stop() == 0
         await stand_in.wait_for(EVENT="daemon_stopped")
-        assert await stdout.read() == b""  # every event went to the journal
+        assert daemon.events == []  # every event went to the journal, none to stdout
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
         stand_in.close()
 
 
 async def test_the_daemon_falls_back_to_json_lines_when_the_journal_socket_is_absent(
-    sim_env: SimEnv, tmp_path: Path
+    served_daemon, tmp_path: Path
 ) -> None:
-    proc, stdout = await _daemon_on_a_journal_stream(sim_env, tmp_path, tmp_path / "absent.sock")
-    try:
-        async with asyncio.timeout(WAIT_S):
-            while b'"event":"daemon_ready"' not in (line := await stdout.readline()):
-                assert line, "the daemon stopped before it was ready"
-        assert line.startswith(b"<6>{")
-        proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 30) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+    daemon: ServedDaemon = await served_daemon(journal_socket=tmp_path / "absent.sock")
+    ready = daemon.events[await daemon.wait_event("daemon_ready")]
+    assert ready["_priority"] == 6  # "<6>{...}": journald reads the level from the prefix
+    assert await daemon.stop() == 0
