@@ -1,21 +1,21 @@
 """The daemon as a process with its HTTP listener on, and reading what it serves.
 
-- ``ServedDaemon``: ``breezeway-daemon serve`` as a child process; its JSON log events,
-  the listener's URL (from its ``http_listening`` event), ``scrape()`` of ``/metrics``
-  parsed with prometheus_client's own text parser, ``healthz()``;
-- ``Scrape``: the parsed families, with ``value(name, **labels)`` and ``names()``.
+- ``ServedDaemon``: ``support.daemon.DaemonProcess`` with the listener's URL (from its
+  ``http_listening`` event), ``scrape()`` of ``/metrics`` parsed with prometheus_client's
+  own text parser and ``healthz()``; optionally started as systemd starts it with the
+  journal (stdout a pipe that ``JOURNAL_STREAM`` names, a stand-in journal socket);
+- ``Scrape``: the parsed families, with ``value(name, **labels)`` and ``names()``;
+- ``served_daemon``: start such daemons on ``sim_env``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
 import signal
-import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,21 +26,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from breezeway_daemon import journal
 
-from simenv import SimEnv, env_file_text
+from support.cli import BIN, process_env
+from support.daemon import WAIT_S, DaemonProcess, NotifySocket
+from support.simenv import SimEnv, daemon_env_file_text, regions_for, write_private
 
-BIN = Path(sys.executable).with_name("breezeway-daemon")
-WAIT_S = 60.0
 PRIORITY_PREFIX = re.compile(r"<(\d)>")
-# Batches run when a test signals (SIGUSR1), never by the clock.
-DEFAULTS = {
-    "http_listen": "127.0.0.1:0",
-    "requests_per_minute": "100000",
-    "heartbeat_s": "1",
-    "http_timeout_s": "5",
-    "http_retry_budget_s": "10",
-    "hourly_cron": "0 0 1 1 *",
-    "daily_cron": "0 0 1 1 *",
-}
 
 
 @dataclass
@@ -79,29 +69,19 @@ class Scrape:
         return names
 
 
-class ServedDaemon:
-    """``breezeway-daemon serve`` as a child process with its HTTP listener on."""
+class ServedDaemon(DaemonProcess):
+    """``breezeway-daemon serve`` with its HTTP listener on."""
 
-    def __init__(self, env_file: Path, extra_env: dict[str, str] | None = None) -> None:
-        """``extra_env``: variables for the process beside ``BREEZEWAY_ENV_FILE``."""
-        self.env_file = env_file
-        self.extra_env = extra_env or {}
-        self.events: list[dict[str, Any]] = []
-        self.proc: asyncio.subprocess.Process | None = None
-        self.url = ""
-        self.output_ended = False
-        self._arrived = asyncio.Condition()
-        self._reader: asyncio.Task[None] | None = None
+    url = ""
 
     async def start(self, journal_socket: Path | None = None) -> None:
-        """Start ``serve``. With ``journal_socket``, as systemd does with the journal: stdout
-        a pipe that ``JOURNAL_STREAM`` names, the journal's socket at ``journal_socket``."""
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("BREEZEWAY_", "DATABASE_URL"))
-        }
-        env.pop("JOURNAL_STREAM", None)
-        env.pop("NOTIFY_SOCKET", None)
-        env.update(BREEZEWAY_ENV_FILE=str(self.env_file), **self.extra_env)
+        """Start ``serve``, stdout and stderr on a pipe. With ``journal_socket``, as systemd
+        does with the journal: ``JOURNAL_STREAM`` names the pipe, the journal's socket is
+        ``journal_socket``."""
+        env = process_env(
+            BREEZEWAY_ENV_FILE=str(self.env_file), NOTIFY_SOCKET=str(self.notify.path),
+            **self.extra_env,
+        )  # fmt: skip
         read_end, write_end = os.pipe()
         if journal_socket is not None:
             st = os.fstat(write_end)
@@ -117,55 +97,34 @@ class ServedDaemon:
         await asyncio.get_running_loop().connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(stdout), os.fdopen(read_end, "rb")
         )
-        self._reader = asyncio.get_running_loop().create_task(self._read(stdout))
+        self._reader = asyncio.get_running_loop().create_task(self._read_lines(stdout))
+
+    async def _read_lines(self, stdout: asyncio.StreamReader) -> None:
+        """Each line's event; a ``<N>`` priority prefix (under systemd) kept as ``_priority``."""
+        async for raw in stdout:
+            line = raw.decode(errors="replace").strip()
+            self.raw_lines.append(line)
+            prefix = PRIORITY_PREFIX.match(line)
+            try:
+                event = json.loads(line[prefix.end() :] if prefix else line)
+            except json.JSONDecodeError:
+                event = {"event": "unparsed", "line": line}
+            if prefix:
+                event["_priority"] = int(prefix[1])
+            async with self._arrived:
+                self.events.append(event)
+                self._arrived.notify_all()
+
+    async def stop(self) -> int:
+        """SIGTERM; the exit code."""
+        self.signal(signal.SIGTERM)
+        return await self.wait_exit(30)
 
     async def ready(self) -> None:
         """Until the daemon is ready; then ``url`` is its listener's."""
         listening = self.events[await self.wait_event("http_listening")]
         self.url = f"http://{listening['address']}"
         await self.wait_event("daemon_ready")
-
-    async def _read(self, stdout: asyncio.StreamReader) -> None:
-        """Each line's event; a ``<N>`` priority prefix (under systemd) kept as ``_priority``."""
-        try:
-            async for raw in stdout:
-                line = raw.decode(errors="replace").strip()
-                prefix = PRIORITY_PREFIX.match(line)
-                try:
-                    event = json.loads(line[prefix.end() :] if prefix else line)
-                except json.JSONDecodeError:
-                    event = {"event": "unparsed", "line": line}
-                if prefix:
-                    event["_priority"] = int(prefix[1])
-                async with self._arrived:
-                    self.events.append(event)
-                    self._arrived.notify_all()
-        finally:
-            self.output_ended = True
-            async with self._arrived:
-                self._arrived.notify_all()
-
-    async def wait_event(self, name: str, after: int = 0, **fields: Any) -> int:
-        """Index of the first event called ``name`` (with ``fields``) from ``after`` on."""
-
-        def found() -> int | None:
-            for index in range(after, len(self.events)):
-                event = self.events[index]
-                if event.get("event") == name and all(event.get(k) == v for k, v in fields.items()):
-                    return index
-            return None
-
-        try:
-            async with asyncio.timeout(WAIT_S), self._arrived:
-                while (index := found()) is None:
-                    if self.output_ended:
-                        raise AssertionError(
-                            f"daemon exited waiting for {name}: {self.events[-10:]}"
-                        )
-                    await self._arrived.wait()
-                return index
-        except TimeoutError:
-            raise AssertionError(f"no {name} event; last: {self.events[-10:]}") from None
 
     async def get(self, path: str, **headers: str) -> httpx.Response:
         async with httpx.AsyncClient(base_url=self.url, timeout=10) as client:
@@ -199,32 +158,15 @@ class ServedDaemon:
                 await asyncio.sleep(0.2)
         return loop.time() - began
 
-    def signal(self, sig: signal.Signals) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
-    async def stop(self) -> int:
-        """SIGTERM; the exit code."""
-        self.signal(signal.SIGTERM)
-        assert self.proc is not None
-        async with asyncio.timeout(30):
-            code = await self.proc.wait()
-        if self._reader is not None:
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(self._reader, 5)
-        return code
-
-    async def kill(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
-        if self._reader is not None:
-            self._reader.cancel()
-
 
 @pytest.fixture
-async def served_daemon(sim_env: SimEnv, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    """``await served_daemon(**settings)``: a ready daemon on ``sim_env``, killed at the end."""
+async def served_daemon(
+    sim_env: SimEnv, tmp_path: Path
+) -> AsyncIterator[Callable[..., Awaitable[ServedDaemon]]]:
+    """``await served_daemon(**settings)``: a ready daemon on ``sim_env`` with its listener
+    on a free port (``secrets``: regions' client secrets; ``database_url``: another
+    database; ``journal_socket``: as under systemd; ``wait_ready=False``: do not wait)."""
+    notify = NotifySocket(tmp_path / "notify.sock")
     started: list[ServedDaemon] = []
 
     async def start(
@@ -232,14 +174,15 @@ async def served_daemon(sim_env: SimEnv, tmp_path: Path) -> AsyncIterator[Callab
         database_url: str | None = None,
         wait_ready: bool = True,
         journal_socket: Path | None = None,
-        **settings: str,
+        **settings: object,
     ) -> ServedDaemon:
-        env_file = tmp_path / f"breezeway-{len(started)}.env"
-        values = {"state_dir": str(tmp_path), **DEFAULTS, **settings}
-        text = env_file_text(sim_env, database_url=database_url, secrets=secrets, **values)
-        env_file.write_text(text)
-        env_file.chmod(0o600)
-        daemon = ServedDaemon(env_file)
+        text = daemon_env_file_text(
+            database_url or sim_env.settings.dsn(), sim_env.settings.api_base_url, tmp_path,
+            regions_for(sim_env.sim, secrets=secrets),
+            **{"http_listen": "127.0.0.1:0", "http_retry_budget_s": 10, **settings},
+        )  # fmt: skip
+        env_file = write_private(tmp_path / f"breezeway-{len(started)}.env", text)
+        daemon = ServedDaemon(env_file, notify, {})
         started.append(daemon)
         await daemon.start(journal_socket)
         if wait_ready:
@@ -249,3 +192,4 @@ async def served_daemon(sim_env: SimEnv, tmp_path: Path) -> AsyncIterator[Callab
     yield start
     for daemon in started:
         await daemon.kill()
+    notify.close()

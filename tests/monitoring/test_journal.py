@@ -19,7 +19,8 @@ import structlog
 from breezeway_daemon import journal
 from breezeway_daemon.logs import configure_logging
 
-from .conftest import WAIT_S, ServedDaemon
+from .conftest import ServedDaemon
+from support.daemon import WAIT_S
 
 
 def parse_entry(data: bytes) -> dict[str, str]:

@@ -3,7 +3,6 @@ is taken, and a reload cannot move it."""
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import socket
 import subprocess
@@ -54,9 +53,8 @@ async def test_an_address_in_use_stops_the_start_with_one_line(served_daemon) ->
         daemon: ServedDaemon = await served_daemon(
             http_listen=f"127.0.0.1:{port}", wait_ready=False
         )
-        failed = daemon.events[await daemon.wait_event("daemon_start_failed")]
-        assert daemon.proc is not None
-        assert await asyncio.wait_for(daemon.proc.wait(), 30) == 1
+        assert await daemon.wait_exit(30) == 1
+    failed = daemon.events[await daemon.wait_event("daemon_start_failed")]
     assert failed["error"].startswith(f"BREEZEWAY_HTTP_LISTEN: cannot listen on 127.0.0.1:{port}: ")
     assert not any(event["event"] == "daemon_ready" for event in daemon.events)
 
@@ -73,3 +71,14 @@ async def test_a_reload_that_moves_the_listener_says_it_needs_a_restart(served_d
     await daemon.wait_event("config_reloaded")
     assert (await daemon.healthz())[0] == 200  # still where it was
     assert await daemon.stop() == 0
+
+
+async def test_the_listener_answers_as_soon_as_systemd_hears_ready(served_daemon) -> None:
+    with socket.socket() as probe:  # a free port, known before the daemon starts
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    daemon: ServedDaemon = await served_daemon(http_listen=f"127.0.0.1:{port}", wait_ready=False)
+    await daemon.notify.wait_for(lambda message: message.get("READY") == "1")
+    daemon.url = f"http://127.0.0.1:{port}"
+    status, body = await daemon.healthz()
+    assert status == 200 and body["status"] == "ok", body

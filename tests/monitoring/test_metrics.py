@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from .conftest import Scrape, ServedDaemon
-from simenv import SimEnv
+from support.simenv import SimEnv
 
 HOURLY = ("properties", "reservations", "tasks")
 OUTCOMES = ("new", "updated", "unchanged", "deleted", "rejected")
