@@ -20,7 +20,7 @@ from breezeway_daemon import journal
 from breezeway_daemon.logs import configure_logging
 
 from .conftest import ServedDaemon
-from support.daemon import WAIT_S
+from support.daemon import NotifySocket
 
 
 def parse_entry(data: bytes) -> dict[str, str]:
@@ -191,38 +191,21 @@ def test_stdout_that_is_not_the_journals_stream_is_not_taken_for_it(tmp_path: Pa
 
 
 # --- the daemon process -------------------------------------------------------------------
-class JournalStandIn:
+class JournalStandIn(NotifySocket):
     """A datagram socket the daemon sends its journal entries to; keeps them all."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.setblocking(False)
-        self.entries: list[dict[str, str]] = []
-        self._arrived = asyncio.Event()
-        asyncio.get_running_loop().add_reader(self.sock, self._read)
-
-    def _read(self) -> None:
+    async def _read(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            try:
-                self.entries.append(receive(self.sock))
-            except BlockingIOError:
-                break
-        self._arrived.set()
+            data = await loop.sock_recv(self.sock, 1 << 20)
+            async with self._arrived:
+                self.messages.append((loop.time(), parse_entry(data)))
+                self._arrived.notify_all()
 
-    async def wait_for(self, **fields: str) -> dict[str, str]:
-        async with asyncio.timeout(WAIT_S):
-            while True:
-                for entry in self.entries:
-                    if all(entry.get(k) == v for k, v in fields.items()):
-                        return entry
-                self._arrived.clear()
-                await self._arrived.wait()
-
-    def close(self) -> None:
-        asyncio.get_running_loop().remove_reader(self.sock)
-        self.sock.close()
+    async def entry(self, **fields: str) -> dict[str, str]:
+        """The first entry with ``fields``, once it has arrived."""
+        index = await self.wait_for(lambda entry: all(entry.get(k) == v for k, v in fields.items()))
+        return self.messages[index][1]
 
 
 async def test_the_daemon_under_systemd_writes_fields_journalctl_can_filter_on(
@@ -234,19 +217,19 @@ async def test_the_daemon_under_systemd_writes_fields_journalctl_can_filter_on(
             secrets={"region_2": "wrong-secret-for-tests"}, journal_socket=stand_in.path,
             wait_ready=False, http_listen="",
         )  # fmt: skip
-        await stand_in.wait_for(EVENT="daemon_ready", PRIORITY="6")
+        await stand_in.entry(EVENT="daemon_ready", PRIORITY="6")
         daemon.signal(signal.SIGUSR1)
-        await stand_in.wait_for(EVENT="batch_finished")
+        await stand_in.entry(EVENT="batch_finished")
         # journalctl -u breezeway-daemon REGION=region_1 ENTITY=tasks
-        done = await stand_in.wait_for(EVENT="run_succeeded", REGION="region_1", ENTITY="tasks")
+        done = await stand_in.entry(EVENT="run_succeeded", REGION="region_1", ENTITY="tasks")
         assert done["RUN_ID"].isdigit() and done["SYSLOG_IDENTIFIER"] == "breezeway-daemon"
         assert done["MESSAGE"].startswith("run_succeeded ")
         assert f"run_id={done['RUN_ID']}" in done["MESSAGE"]
         # journalctl -u breezeway-daemon REGION=region_2 -p warning
-        failed = await stand_in.wait_for(EVENT="run_failed", REGION="region_2", PRIORITY="3")
+        failed = await stand_in.entry(EVENT="run_failed", REGION="region_2", PRIORITY="3")
         assert "region=region_2" in failed["MESSAGE"] and "error=" in failed["MESSAGE"]
         assert await daemon.stop() == 0
-        await stand_in.wait_for(EVENT="daemon_stopped")
+        await stand_in.entry(EVENT="daemon_stopped")
         assert daemon.events == []  # every event went to the journal, none to stdout
     finally:
         stand_in.close()
