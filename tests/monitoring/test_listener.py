@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from breezeway_daemon.config import ConfigError, load_settings
@@ -33,11 +34,14 @@ def test_a_bad_listen_address_is_one_line_naming_the_setting(text: str) -> None:
     assert "\n" not in str(caught.value)
 
 
-def test_the_listener_is_off_by_default_and_its_libraries_are_not_loaded() -> None:
+def test_the_listener_is_off_by_default_and_its_server_is_not_loaded() -> None:
+    """uvicorn is imported only when the listener starts (starlette, small, is imported by
+    the webhook receiver's module, which the daemon imports)."""
     assert load_settings(Path("/nonexistent/bw.env")).http_listen is None
     code = (
         "import sys, breezeway_daemon.cli, breezeway_daemon.daemon; "
-        "print(sorted(m for m in ('uvicorn', 'starlette') if m in sys.modules))"
+        "print(sorted(m for m in ('uvicorn', 'breezeway_daemon.http.listener') "
+        "if m in sys.modules))"
     )
     loaded = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
@@ -82,3 +86,18 @@ async def test_the_listener_answers_as_soon_as_systemd_hears_ready(served_daemon
     daemon.url = f"http://127.0.0.1:{port}"
     status, body = await daemon.healthz()
     assert status == 200 and body["status"] == "ok", body
+
+
+async def test_the_webhook_receiver_is_served_by_the_same_listener(served_daemon) -> None:
+    secret = "fake-webhook-secret-for-tests-0123456789"
+    daemon: ServedDaemon = await served_daemon(webhook_secret=secret)
+    await daemon.wait_event("webhook_receiver_on")
+    async with httpx.AsyncClient(base_url=daemon.url, timeout=10) as client:
+        test_event = {"event": "test_webhook_event"}
+        accepted = await client.post(f"/webhooks/{secret}/task", json=test_event)
+        refused = await client.post(f"/webhooks/{'x' * len(secret)}/task", json=test_event)
+    assert accepted.status_code == 200, accepted.text
+    assert refused.status_code == 404
+    assert (await daemon.healthz())[0] == 200
+    assert await daemon.stop() == 0
+    assert not any(secret in line for line in daemon.raw_lines)
