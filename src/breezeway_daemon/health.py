@@ -8,7 +8,9 @@ minute by default). ``/healthz`` and the ``breezeway_database_up`` gauge read th
 probe's last result: a request never waits for the database.
 
 Its first successful probe also reads each pair's last success from ``etl_sync_log``
-(once), so the last-success gauge is right from the start, not only after the next run.
+(once), so the last-success gauge is right from the start, not only after the next run;
+with the webhook receiver on, each probe also counts the pending webhook events (one
+index scan), which ``/metrics`` shows without a query of its own.
 """
 
 from __future__ import annotations
@@ -38,8 +40,13 @@ LAST_SUCCESSES_SQL = """
 """
 
 
+# Served by the partial index on pending events (migration 006).
+WEBHOOKS_PENDING_SQL = "SELECT count(*) FROM breezeway.webhook_events WHERE processed_at IS NULL"
+
+
 class Watched(Protocol):
-    """What the probe reads of the daemon: its settings and its scheduler."""
+    """What the probe reads of the daemon: its settings, its scheduler and (when on) its
+    webhook service, whose pending events each probe counts."""
 
     scheduler: Any
 
@@ -57,6 +64,7 @@ class Health:
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._history_read = False
+        self.webhooks_pending: int | None = None
         self._reported_down = False
 
     @property
@@ -120,6 +128,8 @@ class Health:
                         (row["region_code"], row["entity_type"], row["at"]) for row in rows
                     )
                     self._history_read = True
+                if getattr(self.daemon, "webhooks", None) is not None:
+                    self.webhooks_pending = await conn.fetchval(WEBHOOKS_PENDING_SQL)
         except Exception as err:  # noqa: BLE001 - any failure means "did not answer"
             await self._drop_connection()
             if not self._reported_down:

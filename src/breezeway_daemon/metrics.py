@@ -106,6 +106,12 @@ REAPED = Counter(
     "Runs the watchdog failed (no heartbeat, process gone, over the maximum run time).",
     ["region", "entity"], registry=REGISTRY,
 )  # fmt: skip
+WEBHOOK_PROCESSED = Counter(
+    "breezeway_webhook_events_processed",
+    "Webhook events the worker finished, by outcome (applied, unchanged, coalesced, deleted, "
+    "kept, rejected, failed).",
+    ["outcome"], registry=REGISTRY,
+)  # fmt: skip
 ALERTS = Counter(
     "breezeway_alerts", "Alerts, by kind and mail outcome (sent, failed, quiet, off, folded).",
     ["kind", "outcome"], registry=REGISTRY,
@@ -193,6 +199,10 @@ def alert_delivered(kind: str, outcome: str) -> None:
     ALERTS.labels(kind, outcome).inc()
 
 
+def webhook_events_processed(outcome: str, count: int) -> None:
+    WEBHOOK_PROCESSED.labels(outcome).inc(count)
+
+
 def load_last_successes(rows: Iterable[tuple[str, str, datetime]]) -> None:
     """Last successes read from ``etl_sync_log``; a newer one already known stays."""
     for region, entity, at in rows:
@@ -208,6 +218,9 @@ def last_successes() -> dict[tuple[str, str], float]:
 class HealthView(Protocol):
     def database_up(self) -> bool: ...
     def scheduler_running(self) -> bool: ...
+
+    @property
+    def webhooks_pending(self) -> int | None: ...
 
     @property
     def last_answer_at(self) -> float | None: ...
@@ -247,6 +260,7 @@ class DaemonCollector(Collector):
         yield from self._pool(self.daemon.pool)
         ctx = self.daemon.ctx
         yield from self._api(settings, ctx.api if ctx is not None else None)
+        yield from self._webhooks(getattr(self.daemon, "webhooks", None))
 
     def _freshness(self, settings: Settings) -> Metric:
         family = GaugeMetricFamily(
@@ -306,6 +320,39 @@ class DaemonCollector(Collector):
         for region, pacer in sorted(pacers_of(api).items()):
             waited.add_metric([region], pacer.waited_s)
         yield waited
+
+    def _webhooks(self, service: Any) -> Iterator[Metric]:
+        """The receiver's counts since start, and the pending events the probe counted."""
+        if service is None:
+            return
+        counts = service.receiver.counters
+        received = CounterMetricFamily(
+            "breezeway_webhook_events_received",
+            "Webhook events accepted (valid, for a configured company), by kind.",
+            labels=["kind"],
+        )
+        for kind, number in sorted(counts.received.items()):
+            received.add_metric([kind], number)
+        yield received
+        refused = CounterMetricFamily(
+            "breezeway_webhook_events_refused",
+            "Webhook deliveries refused with a 4xx, by reason (wrong_secret, too_large...).",
+            labels=["reason"],
+        )
+        for reason, number in sorted(counts.refused.items()):
+            refused.add_metric([reason], number)
+        yield refused
+        yield CounterMetricFamily(
+            "breezeway_webhook_events_not_stored",
+            "Accepted webhook events answered 503: the database did not take them in time.",
+            value=counts.store_failures,
+        )
+        if self.health.webhooks_pending is not None:
+            yield GaugeMetricFamily(
+                "breezeway_webhook_events_pending",
+                "Webhook events stored and not yet applied (at the last health probe).",
+                value=self.health.webhooks_pending,
+            )
 
 
 def pacers_of(api: Any) -> dict[str, Any]:

@@ -136,11 +136,11 @@ class ServedDaemon(DaemonProcess):
         assert response.headers["content-type"].startswith("text/plain")
         return Scrape.parse(response.text)
 
-    async def until_scraped(self, name: str, **labels: str) -> Scrape:
-        """Scrape (every 0.1 s) until a sample ``name`` with ``labels`` is there: for what the
-        daemon does after its last log event (a batch's alerts follow ``batch_finished``)."""
+    async def until_scraped(self, done: Callable[[Scrape], bool]) -> Scrape:
+        """Scrape (every 0.1 s) until ``done(scrape)``: for what the daemon does after its
+        last log event (a batch's alerts follow ``batch_finished``), or in the background."""
         async with asyncio.timeout(WAIT_S):
-            while not (scrape := await self.scrape()).samples(name, **labels):  # noqa: ASYNC110
+            while not done(scrape := await self.scrape()):  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
         return scrape
 

@@ -92,8 +92,15 @@ def test_the_name_extraction_finds_metrics_and_only_metrics() -> None:
 async def test_every_alert_rule_and_dashboard_query_uses_only_exported_metrics(
     served_daemon,
 ) -> None:
-    daemon: ServedDaemon = await served_daemon()
-    exported = (await daemon.scrape()).names()
+    # The webhook receiver on, so that its families are exported too (the pending count
+    # from the first probe after the receiver started).
+    daemon: ServedDaemon = await served_daemon(
+        webhook_secret="fake-webhook-secret-for-tests-0123456789", health_probe_s=1
+    )
+    scrape = await daemon.until_scraped(
+        lambda scrape: scrape.value("breezeway_webhook_events_pending") is not None
+    )
+    exported = scrape.names()
 
     for rule in rules():
         used = metric_names(rule["expr"])
@@ -135,7 +142,16 @@ def test_the_dashboard_is_provisioning_ready_with_one_row_per_concern() -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     assert dashboard["id"] is None and dashboard["uid"] == "breezeway-daemon"
     rows = [panel["title"] for panel in dashboard["panels"] if panel["type"] == "row"]
-    for concern in ("Freshness", "Failures", "Durations", "API usage", "Records", "Database"):
+    concerns = (
+        "Freshness",
+        "Failures",
+        "Durations",
+        "API usage",
+        "Records",
+        "Webhooks",
+        "Database",
+    )
+    for concern in concerns:
         assert any(title.startswith(concern) for title in rows), concern
     datasource = {"type": "prometheus", "uid": "${datasource}"}
     for panel in dashboard["panels"]:

@@ -15,7 +15,8 @@ import pytest
 from breezeway_daemon.config import ConfigError, load_settings
 from breezeway_daemon.http import parse_listen_address
 
-from .conftest import ServedDaemon
+from .conftest import Scrape, ServedDaemon
+from support.simenv import SimEnv
 
 
 @pytest.mark.parametrize(
@@ -88,16 +89,32 @@ async def test_the_listener_answers_as_soon_as_systemd_hears_ready(served_daemon
     assert status == 200 and body["status"] == "ok", body
 
 
-async def test_the_webhook_receiver_is_served_by_the_same_listener(served_daemon) -> None:
+async def test_the_webhook_receiver_is_served_by_the_same_listener_and_counted(
+    served_daemon, sim_env: SimEnv
+) -> None:
     secret = "fake-webhook-secret-for-tests-0123456789"
-    daemon: ServedDaemon = await served_daemon(webhook_secret=secret)
+    daemon: ServedDaemon = await served_daemon(webhook_secret=secret, health_probe_s=1)
     await daemon.wait_event("webhook_receiver_on")
+    company = sim_env.regions["region_1"]
     async with httpx.AsyncClient(base_url=daemon.url, timeout=10) as client:
         test_event = {"event": "test_webhook_event"}
-        accepted = await client.post(f"/webhooks/{secret}/task", json=test_event)
+        tested = await client.post(f"/webhooks/{secret}/task", json=test_event)
         refused = await client.post(f"/webhooks/{'x' * len(secret)}/task", json=test_event)
-    assert accepted.status_code == 200, accepted.text
+        # A task the API does not know: stored, then finished by the worker.
+        event = {"event": "task-updated", "company_id": company, "task_id": 987654321}
+        stored = await client.post(f"/webhooks/{secret}/task", json=event)
+    assert tested.status_code == 200 and stored.status_code == 200, (tested.text, stored.text)
     assert refused.status_code == 404
+
+    def settled(scrape: Scrape) -> bool:
+        return scrape.value("breezeway_webhook_events_processed_total") == 1 and (
+            scrape.value("breezeway_webhook_events_pending") == 0
+        )
+
+    scrape = await daemon.until_scraped(settled)
+    assert scrape.value("breezeway_webhook_events_received_total", kind="task") == 1
+    assert scrape.value("breezeway_webhook_events_refused_total", reason="wrong_secret") == 1
+    assert scrape.value("breezeway_webhook_events_not_stored_total") == 0
     assert (await daemon.healthz())[0] == 200
     assert await daemon.stop() == 0
     assert not any(secret in line for line in daemon.raw_lines)
