@@ -1,10 +1,10 @@
 """Prometheus metrics: what the daemon counts, and what ``/metrics`` shows.
 
 The rest of the code reports what happened in one line (``metrics.run_finished(result)``,
-``metrics.api_request(region, status)``, ...); these functions only bump in-memory
+``metrics.api_answered(region, response)``, ...); these functions only bump in-memory
 counters, so they cost next to nothing whether or not anything scrapes the daemon.
-What the daemon already holds (the pool, the pacers, the health probe, the settings)
-is read when ``/metrics`` is scraped, by ``DaemonCollector``; a scrape never queries
+What the daemon already holds (the pool, the pacers, the health probe, the settings,
+the webhook receiver's counts) is read when ``/metrics`` is scraped, by ``DaemonCollector``; a scrape never queries
 the database. Last successes are read from ``etl_sync_log`` once at start
 (``health.py``) and updated from run results.
 
