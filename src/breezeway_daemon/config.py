@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
 from breezeway_daemon.entities import ENTITIES, ENTITY_NAMES
+from breezeway_daemon.http.address import parse_listen_address
 from breezeway_daemon.privacy import FieldDrop, FieldPath, drops_by_entity, parse_field
 
 # A region name appears in SQL parameters, advisory-lock keys, file names and commands an
@@ -173,6 +174,10 @@ class Settings(BaseSettings):
     # A subscribed region with no event for this long gets a warning alert.
     webhook_silence_hours: float = Field(default=6, gt=0)
 
+    # --- monitoring (metrics, health; see http/) -------------------------------
+    http_listen: str | None = None
+    health_probe_s: float = Field(default=15, gt=0, le=60)
+
     # --- files -------------------------------------------------------------
     state_dir: Path = Path("/var/lib/breezeway-daemon")
     alerts_log: Path | None = None
@@ -209,6 +214,11 @@ class Settings(BaseSettings):
     @classmethod
     def _crons(cls, value: str) -> str:
         return _cron(value)
+
+    @field_validator("http_listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        return None if value is None else str(parse_listen_address(value))
 
     @field_validator("timezone")
     @classmethod

@@ -40,6 +40,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from breezeway_daemon import metrics
 from breezeway_daemon.alerts import Alerts, report_batch
 from breezeway_daemon.api.client import BreezewayApi
 from breezeway_daemon.config import ConfigError, Settings, env_file_is_private, load_settings
@@ -55,6 +56,7 @@ from breezeway_daemon.db.runs import (
     try_lock,
 )
 from breezeway_daemon.errors import DatabaseError, describe
+from breezeway_daemon.http import ListenerError, start_listener, stop_listener
 from breezeway_daemon.memory import fix_mmap_threshold
 from breezeway_daemon.notify import Notifier, keep_watchdog_fed, watchdog_interval
 from breezeway_daemon.retention import purge
@@ -65,7 +67,7 @@ from breezeway_daemon.webhooks.service import WebhookService
 log = structlog.get_logger(__name__)
 
 # Settings the running process cannot swap on reload; a change waits for a restart.
-RESTART_ONLY = ("database_url", "db_pool_size", "api_base_url", "state_dir")
+RESTART_ONLY = ("database_url", "db_pool_size", "api_base_url", "state_dir", "http_listen")
 JOB_TYPES = {"hourly": "Hourly ETL", "daily": "Daily ETL"}
 
 
@@ -97,6 +99,7 @@ class Daemon:
         self._background: set[asyncio.Task[Any]] = set()
         self._reload_lock = asyncio.Lock()
         self.last_batch: str = "none yet"
+        self.http: Any = None  # the HTTP listener (http/), when BREEZEWAY_HTTP_LISTEN is set
 
     @property
     def settings(self) -> Settings:
@@ -108,7 +111,7 @@ class Daemon:
     async def run(self) -> int:
         try:
             await self.start()
-        except StartupError as err:
+        except (StartupError, ListenerError) as err:
             log.error("daemon_start_failed", error=str(err))
             await self.close()
             return 1
@@ -126,6 +129,7 @@ class Daemon:
         self.ctx = SyncContext(settings, self.pool, BreezewayApi(settings, self.pool))
         self.alerts = Alerts(settings, self.pool)
         await self._sweep_runs()  # this host's runs that died with a previous process
+        self.http = await start_listener(self)  # /metrics, /healthz: before READY=1
         self.webhooks = await WebhookService.start(self)  # routes, worker: before READY=1
         self._start_scheduler()
         self._start_watchdog_pings()
@@ -165,6 +169,7 @@ class Daemon:
             log.warning("shutdown_runs_closed", rows=closed, reason=reason)
 
     async def close(self) -> None:
+        await stop_listener(self.http)  # first: no request arrives for what stops next
         if self.webhooks is not None:
             await self.webhooks.stop()
         for task in self._background:
@@ -337,6 +342,7 @@ class Daemon:
                     for region in regions
                     for entity in entities
                 ]
+        metrics.batch_finished(kind, ours)
         failures = [r for r in results if r.failed]
         seconds = (datetime.now(UTC) - started).total_seconds()
         log.info(
@@ -385,6 +391,7 @@ class Daemon:
         except (DatabaseError, OSError, asyncpg.InterfaceError) as err:
             log.error("watchdog_sweep_failed", error=describe(err))
             return
+        metrics.runs_reaped(stuck)
         if stuck:
             await self.alerts.stuck_runs(stuck)
 

@@ -1,7 +1,10 @@
 """Logging: structlog events to stdout, shaped for where stdout goes.
 
-- Under systemd (``JOURNAL_STREAM`` set): one JSON object per line, prefixed with
-  the ``<N>`` syslog priority so that journald keeps each event's level.
+- Under systemd, when stdout is the journal and its socket is there: journal
+  entries with fields (``REGION=``, ``ENTITY=``, ``RUN_ID=``, ``EVENT=``...), see
+  ``journal.py``.
+- Under systemd otherwise (``JOURNAL_STREAM`` set): one JSON object per line, prefixed
+  with the ``<N>`` syslog priority so that journald keeps each event's level.
 - Elsewhere, not on a terminal: JSON lines without the prefix.
 - On a terminal: readable console lines.
 
@@ -24,6 +27,7 @@ from typing import Any, TextIO
 import orjson
 import structlog
 
+from breezeway_daemon import journal
 from breezeway_daemon.redact import scrub_credentials
 
 SECRET_KEY = re.compile(
@@ -96,7 +100,12 @@ def configure_logging(
         structlog.processors.format_exc_info,
         mask_secrets,
     ]
-    if on_journal and not on_tty:
+    writer = journal.writer_for(stream) if on_journal and not on_tty else None
+    factory: Any = structlog.PrintLoggerFactory(file=stream)
+    if writer is not None:
+        processors += [_journald_prefix, journal.journal_fields]
+        factory = journal.logger_factory(writer, stream)
+    elif on_journal and not on_tty:
         processors += [_journald_prefix, _JournaldJSON()]
     elif on_tty:
         processors.append(structlog.dev.ConsoleRenderer(colors=False))
@@ -106,7 +115,7 @@ def configure_logging(
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        logger_factory=factory,
         cache_logger_on_first_use=False,
     )
     # Libraries (asyncpg, apscheduler, httpx) log through the stdlib: warnings only.

@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 import structlog
 
+from breezeway_daemon import metrics
 from breezeway_daemon.alerts import messages
 from breezeway_daemon.alerts.delivery import AlertsLog, mail_configured, send_mail
 from breezeway_daemon.alerts.history import AlertHistory
@@ -219,6 +220,7 @@ class Alerts:
                 else:
                     status = MailStatus.FAILED
                     note = f"NOT sent: {error} (the next alert tries again)"
+        metrics.alert_delivered(alert.header_label, status)
         await self._log.append(settings, at, alert.subject, f"{alert.body}\n\nmail: {note}")
         await self.history.record(settings, alert.entries, status)
         if fold:

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import structlog
 
-from breezeway_daemon import __version__
+from breezeway_daemon import __version__, metrics
 from breezeway_daemon.api.errors import (
     ApiError,
     AuthError,
@@ -231,6 +231,7 @@ class BreezewayClient:
                 )
             if counter is not None:
                 counter.retries += 1
+            metrics.api_retry(self.region)
             log.warning(
                 "api_retry", region=self.region, endpoint=request.path, attempt=retries.failures,
                 error=failure, delay_s=round(delay, 2),
@@ -257,6 +258,7 @@ class BreezewayClient:
                 sent = Sent(None, "timed out")
             except httpx.TransportError as err:
                 sent = Sent(None, f"connection error ({type(err).__name__})")
+        metrics.api_answered(self.region, sent.response)
         return sent
 
     # --- listings ---------------------------------------------------------------

@@ -38,6 +38,7 @@ import httpx
 import orjson
 import structlog
 
+from breezeway_daemon import metrics
 from breezeway_daemon.api.errors import AuthError, CredentialsRejected
 from breezeway_daemon.config import RegionSettings, Settings
 from breezeway_daemon.errors import describe
@@ -248,6 +249,7 @@ class TokenCache:
                     jwt_expiry(refresh, REFRESH_TTL_FALLBACK) if refresh else None,
                     credential_fingerprint(config),
                 )
+        metrics.token_renewal(region, failure is None)
         if failure is not None:
             log.warning("token_renewal_failed", region=region, error=describe(failure))
             raise failure

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple, NoReturn, Protocol
 import asyncpg
 import structlog
 
+from breezeway_daemon import metrics
 from breezeway_daemon.config import Settings
 from breezeway_daemon.db import runs
 from breezeway_daemon.db.pool import DatabaseUnavailable, connect
@@ -186,6 +187,7 @@ class RunLease:
     @contextlib.asynccontextmanager
     async def _running(self) -> AsyncIterator[None]:
         log.info("run_started", mode=self.mode, trigger=self.trigger)
+        metrics.run_started(self.region, self.entity)
         assert self.run_id is not None
         self._task = asyncio.current_task()
         self.owner.active_runs[self.run_id] = self

@@ -12,6 +12,7 @@ import asyncio
 
 import structlog
 
+from breezeway_daemon import metrics
 from breezeway_daemon.db import runs
 from breezeway_daemon.db.runs import RequestMode, RunStatus
 from breezeway_daemon.entities import ENTITIES, in_a_chain, in_dependency_order
@@ -55,6 +56,7 @@ class RegionPipeline:
                 )
                 results.append(RunResult(self.region, name, RunStatus.FAILED, run_id, error=reason,
                                          error_kind=ErrorKind.OTHER, mode=self.mode))  # fmt: skip
+                metrics.run_finished(results[-1])
                 failed.add(name)
                 continue
             result = await EntitySync(

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from breezeway_daemon import metrics
 from breezeway_daemon.api.client import BreezewayClient, CallCounter, count_calls
 from breezeway_daemon.db import runs
 from breezeway_daemon.db.lease import RunLease, RunNotStarted
@@ -64,11 +65,13 @@ class EntitySync:
         except RunNotStarted:
             pass  # the lease's end says why
         end = self.lease.end
-        return RunResult(
+        result = RunResult(
             self.region, self.spec.name, end.status, self.lease.run_id, self.counts,
             end.error, end.error_kind, loop.time() - started, self.request.mode,
             self.listing_size, self.parents_skipped,
         )  # fmt: skip
+        metrics.run_finished(result)
+        return result
 
     async def _fetch(self) -> datetime | None:
         """Fetch and store; returns the new cursor (or None when the cursor must not move)."""

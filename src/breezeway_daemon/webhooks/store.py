@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 
+from breezeway_daemon import metrics
 from breezeway_daemon.errors import DatabaseError, describe
 
 __all__ = ["EventStore", "ReceivedEvent", "StoreUnavailable", "StoredEvent", "region_summary"]
@@ -97,6 +98,7 @@ class EventStore:
             raise ValueError(f"unknown outcome {outcome!r}")
         if ids:
             await self.pool.execute(_FINISH, ids, outcome, reason)
+            metrics.webhook_events_processed(outcome, len(ids))
 
 
 def _stored(row: Any) -> StoredEvent:
