@@ -29,22 +29,11 @@ from breezeway_daemon.db.pool import connect
 from breezeway_daemon.db.runs import RunCounts
 from breezeway_daemon.entities import ENTITY_NAMES
 from breezeway_daemon.sync import RunResult, SyncContext, run_batch
-from breezeway_sim import Scale, Simulator, SimulatorServer
+from breezeway_sim import Simulator, SimulatorServer
 
 RUNBOOK_REGIONS = (
     "nashville", "austin", "smoky", "hilton_head", "breckenridge", "sea_ranch", "mammoth", "hill_country",
 )  # fmt: skip
-DEMO_SCALE = Scale(
-    properties=40,
-    reservations_per_property=8,
-    tasks_per_property=24,
-    people=30,
-    supplies=25,
-    tags=10,
-)
-TINY_SCALE = Scale(
-    properties=3, reservations_per_property=2, tasks_per_property=3, people=3, supplies=2, tags=2
-)
 
 
 class Progress:
@@ -151,7 +140,6 @@ async def run_demo(
 ) -> int:
     """Run the demo end to end; returns the exit code (1 if any run failed)."""
     regions = list(RUNBOOK_REGIONS)
-    size = {"demo": DEMO_SCALE, "tiny": TINY_SCALE}.get(scale, scale)
     say = lambda text="": print(text, file=out, flush=True)  # noqa: E731
     say(f"breezeway-daemon demo: {len(regions)} regions against the built-in Breezeway simulator")
     started = time.monotonic()
@@ -159,7 +147,7 @@ async def run_demo(
     async with database(database_url, state_dir) as (url, embedded):
         where = f"embedded PostgreSQL in {state_dir / 'pgdata'}" if embedded else "DATABASE_URL"
         say(f"1. database: {where}")
-        sim = Simulator(companies=len(regions), scale=size, seed=2026)  # type: ignore[arg-type]
+        sim = Simulator(companies=len(regions), scale=scale, seed=2026)
         async with SimulatorServer(sim, port=0) as server:
             say(f"2. simulator: {server.base_url} ({len(regions)} companies, fake credentials)")
             settings = demo_settings(url, server.base_url, sim, regions, state_dir)

@@ -83,30 +83,23 @@ def _smaller(properties: int) -> Scale:
 
 PRESETS: dict[str, Scale | tuple[Scale, ...]] = {
     "small": Scale(),
+    # The zero-setup demo (8 companies), and a tiny one for its tests.
+    "demo": Scale(properties=40, reservations_per_property=8, tasks_per_property=24, people=30, supplies=25, tags=10),
+    "tiny": Scale(properties=3, reservations_per_property=2, tasks_per_property=3, people=3, supplies=2, tags=2),
+    # bench/sync.py: 8 companies of 80 properties and 12,000 tasks (a full run of about one
+    # rate window), and fifty small companies of 40 properties and 800 tasks.
+    "bench": Scale(properties=80, reservations_per_property=8, tasks_per_property=150, people=30, supplies=30, tags=10),
+    "fifty": Scale(properties=40, reservations_per_property=6, tasks_per_property=20, people=20, supplies=20, tags=5),
     # One company of 500 properties with 100 tasks each: long task listings (bench/simulator.py).
-    "dense": Scale(
-        properties=500,
-        reservations_per_property=10,
-        tasks_per_property=100,
-        people=200,
-        supplies=150,
-        tags=80,
-    ),
+    "dense": Scale(properties=500, reservations_per_property=10, tasks_per_property=100, people=200, supplies=150, tags=80),
     # The production mix: one credential of 5,000 properties and 60,000 tasks, then seven of
     # 60-500 properties (1,800 properties, 79,200 tasks): 139,200 tasks across 8 companies.
     # More companies cycle through the seven.
     "prod": (
-        Scale(
-            properties=5000,
-            reservations_per_property=6,
-            tasks_per_property=12,
-            people=400,
-            supplies=150,
-            tags=80,
-        ),  # fmt: skip
+        Scale(properties=5000, reservations_per_property=6, tasks_per_property=12, people=400, supplies=150, tags=80),
         *(_smaller(n) for n in (500, 400, 300, 240, 180, 120, 60)),
     ),
-}
+}  # fmt: skip
 
 _PROPERTY_STATUS_WEIGHTS = (("active", 80), ("inactive", 12), ("pending_delete", 4), ("deleted", 4))
 _PERSON_STATUS_WEIGHTS = (("active", 80), ("invited", 8), ("inactive", 12))
