@@ -6,7 +6,7 @@ Lifecycle (each step a small method below):
    open the pool and the API client, fail this host's runs that died with a
    previous process, schedule the jobs, start the systemd watchdog pings, and
    tell systemd ``READY=1``.
-2. Jobs (APScheduler 3, ``AsyncIOScheduler``): the hourly batch (hourly entities
+2. Jobs (``schedule.py``, APScheduler 3): the hourly batch (hourly entities
    of every enabled region, incremental), the daily batch (daily entities, plus
    a full refresh of the hourly ones), the watchdog sweep (every minute) and
    retention (daily). Jobs coalesce, never overlap themselves, and have a
@@ -37,8 +37,6 @@ from typing import Any
 
 import asyncpg
 import structlog
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.cron import CronTrigger
 
 from breezeway_daemon import metrics
 from breezeway_daemon.alerts import Alerts, report_batch
@@ -60,6 +58,7 @@ from breezeway_daemon.http import ListenerError, start_listener, stop_listener
 from breezeway_daemon.memory import fix_mmap_threshold
 from breezeway_daemon.notify import Notifier, keep_watchdog_fed, watchdog_interval
 from breezeway_daemon.retention import purge
+from breezeway_daemon.schedule import BATCH_JOBS, Schedule
 from breezeway_daemon.sync import RunResult, SyncContext, run_batch
 from breezeway_daemon.watchdog import sweep
 from breezeway_daemon.webhooks.service import WebhookService
@@ -68,7 +67,6 @@ log = structlog.get_logger(__name__)
 
 # Settings the running process cannot swap on reload; a change waits for a restart.
 RESTART_ONLY = ("database_url", "db_pool_size", "api_base_url", "state_dir", "http_listen")
-JOB_TYPES = {"hourly": "Hourly ETL", "daily": "Daily ETL"}
 
 
 def batch_lock_key(kind: str) -> int:
@@ -93,7 +91,7 @@ class Daemon:
         self.pool: asyncpg.Pool | None = None
         self.alerts: Alerts | None = None
         self.webhooks: WebhookService | None = None
-        self.scheduler: AsyncIOScheduler | None = None
+        self.schedule: Schedule | None = None
         self.ctx: SyncContext | None = None
         self._batches: set[asyncio.Task[Any]] = set()
         self._background: set[asyncio.Task[Any]] = set()
@@ -131,7 +129,12 @@ class Daemon:
         await self._sweep_runs()  # this host's runs that died with a previous process
         self.http = await start_listener(self)  # /metrics, /healthz: before READY=1
         self.webhooks = await WebhookService.start(self)  # routes, worker: before READY=1
-        self._start_scheduler()
+        self.schedule = Schedule(self.settings, {
+            "hourly": (self.scheduled_batch, ("hourly",)),
+            "daily": (self.scheduled_batch, ("daily",)),
+            "watchdog": (self._sweep_runs, ()),
+            "retention": (self._retention, ()),
+        })  # fmt: skip
         self._start_watchdog_pings()
         self.notifier.ready(self._status())
         log.info("daemon_ready", next_runs=self._next_runs())
@@ -139,8 +142,8 @@ class Daemon:
     async def shutdown(self) -> None:
         log.info("daemon_stopping", running_batches=len(self._batches))
         self.notifier.stopping()
-        if self.scheduler is not None:
-            self.scheduler.shutdown(wait=False)
+        if self.schedule is not None:
+            self.schedule.stop()
         if self.ctx is not None:
             self.ctx.stopping.set()  # runs stop after the batch transaction they are in
         if self._batches:
@@ -208,42 +211,6 @@ class Daemon:
         if applied:
             log.info("schema_migrated", applied=[m.version for m in applied])
 
-    def _start_scheduler(self) -> None:
-        settings = self.settings
-        self.scheduler = AsyncIOScheduler(
-            timezone=settings.timezone,
-            job_defaults={
-                "coalesce": True,
-                "max_instances": 1,
-                "misfire_grace_time": settings.misfire_grace_s,
-            },
-        )
-        self._add_jobs()
-        self.scheduler.start()
-
-    def _triggers(self) -> dict[str, CronTrigger]:
-        s = self.settings
-        return {
-            "hourly": CronTrigger.from_crontab(s.hourly_cron, timezone=s.timezone),
-            "daily": CronTrigger.from_crontab(s.daily_cron, timezone=s.timezone),
-            "watchdog": CronTrigger.from_crontab(s.watchdog_cron, timezone=s.timezone),
-            "retention": CronTrigger.from_crontab(s.retention_cron, timezone=s.timezone),
-        }
-
-    def _add_jobs(self) -> None:
-        assert self.scheduler is not None
-        jobs = {
-            "hourly": (self.scheduled_batch, ("hourly",)),
-            "daily": (self.scheduled_batch, ("daily",)),
-            "watchdog": (self._sweep_runs, ()),
-            "retention": (self._retention, ()),
-        }
-        for job_id, trigger in self._triggers().items():
-            func, args = jobs[job_id]
-            self.scheduler.add_job(
-                func, trigger, args=args, id=job_id, name=job_id, replace_existing=True
-            )
-
     def _start_watchdog_pings(self) -> None:
         interval = watchdog_interval()
         if interval is not None and self.notifier.enabled:
@@ -289,16 +256,12 @@ class Daemon:
                 self.alerts.update_settings(new)
             if self.webhooks is not None:
                 self.webhooks.update_settings(new)
-            self._reschedule()
+            if self.schedule is not None:
+                self.schedule.reschedule(new)
             log.info("config_reloaded", changed=changed, regions=list(new.enabled_regions),
                      next_runs=self._next_runs())  # fmt: skip
             self.notifier.ready(self._status())
             return True
-
-    def _reschedule(self) -> None:
-        assert self.scheduler is not None
-        for job_id, trigger in self._triggers().items():
-            self.scheduler.reschedule_job(job_id, trigger=trigger)
 
     # --- jobs --------------------------------------------------------------------
     async def run_batch_now(self) -> None:
@@ -353,7 +316,7 @@ class Daemon:
             api_calls=sum(r.counts.api_calls_made for r in results),
         )  # fmt: skip
         if ours:
-            await report_batch(self.alerts, JOB_TYPES[kind], results)
+            await report_batch(self.alerts, BATCH_JOBS[kind], results)
         self.last_batch = (
             f"{kind} batch at {started:%H:%M} UTC: {len(results)} runs, {len(failures)} failed"
         )
@@ -405,13 +368,7 @@ class Daemon:
 
     # --- status ------------------------------------------------------------------
     def _next_runs(self) -> dict[str, str]:
-        if self.scheduler is None:
-            return {}
-        return {
-            job.id: job.next_run_time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-            for job in self.scheduler.get_jobs()
-            if job.next_run_time is not None and job.id in JOB_TYPES
-        }
+        return self.schedule.next_batches() if self.schedule is not None else {}
 
     def _status(self) -> str:
         nexts = self._next_runs()

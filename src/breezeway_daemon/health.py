@@ -45,10 +45,10 @@ WEBHOOKS_PENDING_SQL = "SELECT count(*) FROM breezeway.webhook_events WHERE proc
 
 
 class Watched(Protocol):
-    """What the probe reads of the daemon: its settings, its scheduler and (when on) its
+    """What the probe reads of the daemon: its settings, its schedule and (when on) its
     webhook service, whose pending events each probe counts."""
 
-    scheduler: Any
+    schedule: Any
 
     @property
     def settings(self) -> Settings: ...
@@ -79,8 +79,8 @@ class Health:
         return age <= self.interval * HEALTH_WINDOW_PROBES
 
     def scheduler_running(self) -> bool:
-        scheduler = self.daemon.scheduler
-        return bool(scheduler is not None and scheduler.running)
+        schedule = self.daemon.schedule
+        return bool(schedule is not None and schedule.running)
 
     def report(self) -> tuple[bool, dict[str, Any]]:
         """Healthy or not, and the small JSON body that says why (nothing secret)."""
