@@ -347,6 +347,7 @@ ALLOWED_SQL_INTERPOLATIONS = {
         "self.parent.table",
         "self.spec.parent_ref.column",
     },
+    "db/children.py": {"SCHEMA", "spec.table", "spec.parent_column"},  # ChildSpec constants
     "status.py": {"entity"},  # a key of the schedule: validated entity names only
     # a constant table name; a role name checked by ROLE_NAME, then quoted by the server
     "db/schema.py": {"table", "ident", "role"},
