@@ -177,6 +177,12 @@ CREATE TABLE breezeway.task_details_fetches (
         ON DELETE CASCADE
 );
 
+-- A run counts the child items it rejected apart from its records: records_processed =
+-- new + updated + unchanged + rejected (+ duplicates) still holds for the parents, and the
+-- run's rows in rejected_records are records_rejected + items_rejected.
+ALTER TABLE breezeway.etl_sync_log
+    ADD COLUMN items_rejected bigint NOT NULL DEFAULT 0;
+
 -- The read-only role reads the new tables (see 004; a missing role is 004's business).
 DO $$
 DECLARE

@@ -16,7 +16,7 @@ from breezeway_daemon.entities import (
     build_entities,
     in_a_chain,
 )
-from breezeway_daemon.sync.listings import LISTINGS
+from breezeway_daemon.sync.run import LISTINGS
 
 
 @pytest.mark.parametrize(

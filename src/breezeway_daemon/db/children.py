@@ -22,6 +22,9 @@ from typing import Any
 
 import asyncpg
 
+from breezeway_daemon.db.batch import Row
+from breezeway_daemon.db.entity_table import SCHEMA, EntityTable
+from breezeway_daemon.db.rejections import Rejection, store_rejections
 from breezeway_daemon.entities import Column, ColumnType
 from breezeway_daemon.records import (
     RecordRejected,
@@ -29,10 +32,8 @@ from breezeway_daemon.records import (
     dumps,
     serialize,
     to_bigint,
-    without_nul,
 )
 
-SCHEMA = "breezeway"
 Derived = tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...]
 
 
@@ -129,22 +130,13 @@ DETAILS = ("task_comments", "task_requirements")
 
 
 @dataclass
-class ChildRejection:
-    table: str
-    parent_id: int
-    position: int | None  # None: the whole value (not an array)
-    item: Any
-    reason: str
-
-
-@dataclass
 class ChildSets:
     """Rows of one child table for some parents, ready to COPY, and the items turned away."""
 
     spec: ChildSpec
     parents: list[int] = field(default_factory=list)
     rows: list[tuple[Any, ...]] = field(default_factory=list)
-    rejections: list[ChildRejection] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
     received: int = 0
 
     def add(self, region: str, parent_id: int, items: Any) -> None:
@@ -157,7 +149,7 @@ class ChildSets:
             self.received += 1
             what = spec.source or spec.table.removeprefix("task_")
             reason = f"{what} is a {type(items).__name__}, not an array"
-            self.rejections.append(ChildRejection(spec.table, parent_id, None, items, reason))
+            self.rejections.append(Rejection(items, reason, str(parent_id)))
             return
         reader = column_reader(spec.columns)
         seen: set[int] = set()
@@ -182,15 +174,36 @@ class ChildSets:
                     own = (item_id,)
                 values = reader.values(item, {})
             except RecordRejected as err:
-                self.rejections.append(
-                    ChildRejection(spec.table, parent_id, position, item, str(err))
-                )
+                self.rejections.append(Rejection(item, str(err), f"{parent_id}[{position}]"))
                 continue
             clean, data = serialize(item)  # NUL characters removed, as in the parent
             if clean is not item:
                 values = reader.values(clean, {})
             derived = [compute(clean) for _, compute in spec.derived]
             self.rows.append((region, parent_id, *own, position, *values, *derived, data))
+
+
+async def write_embedded(
+    conn: asyncpg.Connection,
+    table: EntityTable,
+    region: str,
+    run_id: int | None,
+    new_rows: list[Row],
+    changed_rows: list[Row],
+) -> int:
+    """Replace the embedded children of the parents just written (the loader's new and
+    changed rows), in the loader's transaction; returns the items rejected."""
+    entity = table.spec.name
+    if entity not in EMBEDDED:
+        return 0
+    id_at = table.key.index("id")
+    writer = ChildWriter(region, run_id)
+    rejected = 0
+    for rows, fresh in ((new_rows, True), (changed_rows, False)):
+        if rows:
+            sets = writer.embedded(entity, [(row[id_at], entry.record) for row, entry in rows])
+            rejected += await writer.replace(conn, sets, fresh=fresh)
+    return rejected
 
 
 class ChildWriter:
@@ -228,7 +241,7 @@ class ChildWriter:
 
         ``fresh``: the parents are new, so none has children yet (no delete needed).
         Returns the number of items rejected."""
-        rejections: list[ChildRejection] = []
+        rejected = 0
         for child in sets:
             spec = child.spec
             if child.parents and not fresh:
@@ -242,23 +255,7 @@ class ChildWriter:
                 await conn.copy_records_to_table(
                     spec.table, schema_name=SCHEMA, records=child.rows, columns=spec.copy_columns
                 )
-            rejections.extend(child.rejections)
-        if rejections:
-            await conn.copy_records_to_table(
-                "rejected_records",
-                schema_name=SCHEMA,
-                records=[self._rejected_row(r) for r in rejections],
-                columns=("region_code", "entity_type", "record_id", "reason", "raw", "run_id"),
-            )
-        return len(rejections)
-
-    def _rejected_row(self, rejection: ChildRejection) -> tuple[Any, ...]:
-        where = "" if rejection.position is None else f"[{rejection.position}]"
-        return (
-            self.region,
-            rejection.table,
-            f"{rejection.parent_id}{where}",
-            rejection.reason,
-            dumps(without_nul(rejection.item)),
-            self.run_id,
-        )
+            if child.rejections:
+                await store_rejections(conn, self.region, spec.table, self.run_id, child.rejections)
+                rejected += len(child.rejections)
+        return rejected

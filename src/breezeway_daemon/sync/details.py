@@ -1,4 +1,4 @@
-"""The task_details entity: each task's comments and requirements, fetched by a cheap policy.
+"""The details listing (task_details): each task's comments and requirements, by a cheap policy.
 
 There is no listing of comments or requirements across tasks: one call per task and kind
 (``GET /task/{id}/comments``, ``/requirements``). Fetching every task every day (the replaced
@@ -26,21 +26,32 @@ details answer 404 was deleted: its stored details stay (history) and the fetch 
 
 The calls go through the credential's one pacer at background priority (see
 ``api.pacing``): they never hold a place that a listing is waiting for.
+
+Counts of the run (``etl_sync_log``): ``records_processed`` tasks whose details were
+fetched, ``records_new`` the first time, ``records_updated`` again, ``records_deleted``
+found gone (404); ``items_rejected`` comments or requirements that could not be stored
+(each in ``rejected_records`` under its child table and the run's id).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import structlog
 
 from breezeway_daemon.api.errors import NotFound
-from breezeway_daemon.db.children import ChildWriter
+from breezeway_daemon.config import Settings
+from breezeway_daemon.db.children import ChildSets, ChildWriter
+from breezeway_daemon.db.runs import RequestMode, RunCounts
+from breezeway_daemon.entities import Endpoint
+from breezeway_daemon.sync.listings import Listing
+
+if TYPE_CHECKING:
+    from breezeway_daemon.sync.run import EntitySync
 
 log = structlog.get_logger(__name__)
 
@@ -77,7 +88,7 @@ class DetailsPolicy:
     concurrency: int = 4
 
     @classmethod
-    def of(cls, settings: Any) -> DetailsPolicy:
+    def of(cls, settings: Settings) -> DetailsPolicy:
         return cls(
             open_days=settings.details_open_days,
             sweep_hours=settings.details_sweep_hours,
@@ -87,52 +98,34 @@ class DetailsPolicy:
 
 
 @dataclass
-class DetailsCounts:
-    """What a run did: tasks fetched the first time, again, found gone; items rejected."""
-
-    processed: int = 0
-    new: int = 0
-    updated: int = 0
-    deleted: int = 0
-    rejected: int = 0
-
-
-@dataclass
 class _Fetched:
     task_id: int
     task_hash: bytes
     first: bool
-    comments: Any = None
-    requirements: Any = None
+    answers: list[Any] = field(default_factory=list)  # one per endpoint
     gone: bool = False
 
 
-class TaskDetailsSync:
-    """One run of task_details for one region: pick the due tasks, fetch, replace, record."""
+class TaskDetails(Listing):
+    """Pick the due tasks, fetch their details, replace their child sets, record the fetch.
 
-    def __init__(
-        self,
-        pool: asyncpg.Pool,
-        client: Any,
-        region: str,
-        run_id: int | None,
-        policy: DetailsPolicy,
-        *,
-        on_chunk: Callable[[DetailsCounts], None] | None = None,
-    ) -> None:
-        self.pool = pool
-        self.client = client
-        self.region = region
-        self.run_id = run_id
-        self.policy = policy
-        self.on_chunk = on_chunk
-        self.writer = ChildWriter(region, run_id)
+    The run is not incremental (no cursor: the policy's state is ``task_details_fetches``);
+    a ``full`` run sweeps every open task.
+    """
 
-    async def due(self, *, sweep_all: bool = False) -> list[asyncpg.Record]:
+    incremental = False
+
+    def __init__(self, run: EntitySync) -> None:
+        super().__init__(run)
+        self.policy = DetailsPolicy.of(run.ctx.settings)
+        self.writer = ChildWriter(self.region, run.lease.run_id)
+        self.sweep_all = run.request.mode is RequestMode.FULL
+
+    async def due(self) -> list[asyncpg.Record]:
         """The tasks this run fetches, the new and changed first."""
         now = datetime.now(UTC)
         policy = self.policy
-        swept_before = now if sweep_all else now - timedelta(hours=policy.sweep_hours)
+        swept_before = now if self.sweep_all else now - timedelta(hours=policy.sweep_hours)
         return await self.pool.fetch(
             DUE_TASKS,
             self.region,
@@ -141,55 +134,54 @@ class TaskDetailsSync:
             policy.max_tasks_per_run,
         )
 
-    async def run(self, *, sweep_all: bool = False) -> DetailsCounts:
-        """Fetch and store the details of every due task; returns the run's counts."""
-        due = await self.due(sweep_all=sweep_all)
-        total = DetailsCounts()
+    async def list(self, cursor_from: datetime | None) -> None:
+        """Fetch and store the details of every due task, ``CHUNK`` tasks a transaction."""
+        due = await self.due()
         gate = asyncio.Semaphore(self.policy.concurrency)
+        total = RunCounts()
         for start in range(0, len(due), CHUNK):
-            chunk = [
-                _Fetched(r["id"], r["content_hash"], r["first"]) for r in due[start : start + CHUNK]
-            ]
+            rows = due[start : start + CHUNK]
+            chunk = [_Fetched(r["id"], r["content_hash"], r["first"]) for r in rows]
             await asyncio.gather(*(self._fetch(one, gate) for one in chunk))
             counts = await self._store(chunk)
-            for name in ("processed", "new", "updated", "deleted", "rejected"):
-                setattr(total, name, getattr(total, name) + getattr(counts, name))
-            if self.on_chunk is not None:
-                self.on_chunk(counts)
-        log.info("task_details_fetched", region=self.region, tasks=total.processed,
-                 gone=total.deleted, rejected=total.rejected)  # fmt: skip
-        return total
+            total.add(counts)
+            self.run.count(counts)
+            self.run.stop_if_requested()
+        log.info("task_details_fetched", region=self.region, tasks=total.records_processed,
+                 gone=total.records_deleted, rejected=total.items_rejected)  # fmt: skip
 
     async def _fetch(self, one: _Fetched, gate: asyncio.Semaphore) -> None:
         async with gate:
             try:
-                one.comments = await self.client.get(
-                    f"/task/{one.task_id}/comments", background=True
-                )
-                one.requirements = await self.client.get(
-                    f"/task/{one.task_id}/requirements", background=True
-                )
+                for endpoint in self.spec.endpoints:
+                    one.answers.append(await self._get(endpoint, one.task_id))
             except NotFound:
                 one.gone = True
 
-    async def _store(self, chunk: list[_Fetched]) -> DetailsCounts:
-        counts = DetailsCounts(processed=len(chunk))
+    async def _get(self, endpoint: Endpoint, task_id: int) -> Any:
+        return await self.client.get(endpoint.path.format(id=task_id), background=True)
+
+    async def _store(self, chunk: list[_Fetched]) -> RunCounts:
         present = [one for one in chunk if not one.gone]
-        sets = [
-            self.writer.fetched("task_comments", {o.task_id: o.comments for o in present}),
-            self.writer.fetched("task_requirements", {o.task_id: o.requirements for o in present}),
-        ]
+        sets: list[ChildSets] = []
+        for index, table in enumerate(self.spec.child_tables):
+            answers = {one.task_id: one.answers[index] for one in present}
+            sets.append(self.writer.fetched(table, answers))
         async with self.pool.acquire() as conn, conn.transaction():
-            counts.rejected = await self.writer.replace(conn, sets)
+            rejected = await self.writer.replace(conn, sets)
             await conn.execute(
                 RECORD_FETCHES,
                 self.region,
                 [o.task_id for o in chunk],
                 [o.task_hash for o in chunk],
                 [o.gone for o in chunk],
-                self.run_id,
+                self.writer.run_id,
             )
-        counts.deleted = len(chunk) - len(present)
-        counts.new = sum(1 for o in present if o.first)
-        counts.updated = len(present) - counts.new
-        return counts
+        new = sum(1 for o in present if o.first)
+        return RunCounts(
+            records_processed=len(chunk),
+            records_new=new,
+            records_updated=len(present) - new,
+            records_deleted=len(chunk) - len(present),
+            items_rejected=rejected,
+        )
