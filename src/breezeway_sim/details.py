@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 COMMENT_WINDOW = timedelta(days=2)
-DETAIL_KINDS = ("task_comments", "task_requirements")
+DETAIL_KINDS = ("task_details", "task_comments", "task_requirements")
 
 _COMMENTS = (
     "Guest reported the dishwasher is noisy.",

@@ -12,7 +12,7 @@ changes (``updated_at`` moves); a person changes status or task acceptance; a su
 moves (``updated_at`` moves); a tag is renamed. A new reservation comes with its departure
 clean task. A deleted property takes its reservations and tasks with it.
 
-Task comments (``rates.task_comments``): ``create`` comments per open task per hour are written
+Task comments (``rates.task_details``): ``create`` comments per open task per hour are written
 and ``delete`` of the open tasks' comments per hour removed, all at the end of the span and
 without moving any task's ``updated_at`` (see ``details``).
 """
@@ -63,7 +63,7 @@ class Rates:
     supplies: EntityRates = _rates(0.002, 0.02, 0.001)
     tags: EntityRates = _rates(0.002, 0.005, 0.001)
     # create: comments per open task per hour; delete: share of open tasks' comments
-    task_comments: EntityRates = _rates(0.02, 0.0, 0.002)
+    task_details: EntityRates = _rates(0.02, 0.0, 0.002)
 
     def as_json(self) -> dict[str, dict[str, float]]:
         return {f.name: vars(getattr(self, f.name)).copy() for f in fields(self)}
@@ -299,7 +299,7 @@ def advance_company(
         for _ in range(n_create):
             _create_one(data, build, entity, at())
         counts[entity] = {"created": n_create, "changed": n_change, "deleted": n_delete}
-    counts["task_comments"] = _comment_events(data, rates.task_comments, rng, hours, end)
+    counts["task_details"] = _comment_events(data, rates.task_details, rng, hours, end)
     return counts
 
 

@@ -161,8 +161,9 @@ class Simulator:
     def truth(self, company_id: int, entity: str) -> dict[Any, dict[str, Any]]:
         """Every record of ``entity`` that exists now, keyed by id (tags: ``(tag_type, id)``).
 
-        Also the task details: ``task_comments`` by comment id (each with its ``task_id``),
-        ``task_requirements`` by ``(task_id, position)``."""
+        Also the task details: ``task_details`` by task id (``{"comments", "requirements"}``
+        as the two endpoints answer), ``task_comments`` by comment id (each with its
+        ``task_id``), ``task_requirements`` by ``(task_id, position)``."""
         if entity not in ENTITIES and entity not in DETAIL_KINDS:
             known = ", ".join((*ENTITIES, *DETAIL_KINDS))
             raise ValueError(f"unknown entity {entity!r}; one of {known}")
@@ -172,6 +173,14 @@ class Simulator:
                 c["id"]: {**c, "task_id": tid}
                 for tid, comments in data.comments.items()
                 for c in render_comments(data.ctx, tid, comments)
+            }
+        if entity == "task_details":
+            return {
+                tid: {
+                    "comments": render_comments(data.ctx, tid, data.comments.get(tid, [])),
+                    "requirements": render_requirements(t),
+                }
+                for tid, t in data.tasks.items()
             }
         if entity == "task_requirements":
             return {

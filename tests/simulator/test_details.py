@@ -11,7 +11,7 @@ def quiet(sim) -> None:
     """No entity changes at all; tests then turn on the one they watch."""
     for name in ("properties", "reservations", "tasks", "people", "supplies", "tags"):
         setattr(sim.rates, name, EntityRates(0, 0, 0))
-    sim.rates.task_comments = EntityRates(0, 0, 0)
+    sim.rates.task_details = EntityRates(0, 0, 0)
 
 
 async def test_both_endpoints_answer_the_truth(api, sim):
@@ -36,13 +36,13 @@ async def test_both_endpoints_answer_the_truth(api, sim):
 
 async def test_comments_arrive_on_open_tasks_without_moving_updated_at(api, sim):
     quiet(sim)
-    sim.rates.task_comments = EntityRates(create=0.5)
+    sim.rates.task_details = EntityRates(create=0.5)
     tasks_before = sim.truth(1001, "tasks")
     before = sim.truth(1001, "task_comments")
     done = sim.advance(hours=2)
     after = sim.truth(1001, "task_comments")
     added = set(after) - set(before)
-    assert added and done[1001]["task_comments"]["created"] == len(added)
+    assert added and done[1001]["task_details"]["created"] == len(added)
     assert sim.truth(1001, "tasks") == tasks_before  # no task changed at all
     open_ids = {t["id"] for t in tasks_before.values() if t["finished_at"] is None}
     assert {after[c]["task_id"] for c in added} <= set(tasks_before)
@@ -55,7 +55,7 @@ async def test_comments_arrive_on_open_tasks_without_moving_updated_at(api, sim)
 
 async def test_comments_are_removed_too(sim):
     quiet(sim)
-    sim.rates.task_comments = EntityRates(create=0.5, delete=0.5)
+    sim.rates.task_details = EntityRates(create=0.5, delete=0.5)
     sim.advance(hours=2)
     before = sim.truth(1001, "task_comments")
     sim.advance(hours=2)

@@ -10,6 +10,10 @@ from breezeway_daemon.entities import ENTITY_NAMES
 from breezeway_sim import Simulator
 from childtruth import DETAIL_TABLES, child_differences
 
+# By default the listed entities: task_details' comments are only complete after the daily
+# sweep (a comment does not move a task's updated_at); tests/sync/test_details_truth.py.
+LISTED = tuple(name for name in ENTITY_NAMES if name != "task_details")
+
 
 async def stored(pool: asyncpg.Pool, region: str, entity: str) -> dict[Any, Any]:
     """Live (not deleted) records of a region: key -> raw JSON, keyed like the truth."""
@@ -30,7 +34,7 @@ async def differences(
     pool: asyncpg.Pool,
     sim: Simulator,
     regions: dict[str, int],
-    entities: tuple[str, ...] = ENTITY_NAMES,
+    entities: tuple[str, ...] = LISTED,
 ) -> list[str]:
     """Every way the database differs from the truth; empty when they are equal."""
     found = []

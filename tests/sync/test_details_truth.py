@@ -49,7 +49,7 @@ async def test_full_incremental_and_sweep_equal_the_truth(env: Env) -> None:
     for name in ("properties", "reservations", "people", "supplies", "tags"):
         setattr(sim.rates, name, EntityRates(0, 0, 0))
     sim.rates.tasks = EntityRates(create=0.05, change=0.3)
-    sim.rates.task_comments = EntityRates(create=0.5, delete=0.2)
+    sim.rates.task_details = EntityRates(create=0.5, delete=0.2)
     before = {c: sim.truth(c, "task_comments") for c in env.regions.values()}
     sim.advance(hours=2)
     second = await run_batch(env.ctx, regions, HOURLY, trigger="test")
