@@ -31,10 +31,14 @@ async def stored(pool: asyncpg.Pool, table: str, parent: str = "task_id") -> lis
 
 
 async def write(pool: asyncpg.Pool, records: list[dict[str, Any]]) -> int:
-    """Load tasks (the loader writes their children); returns the child items rejected."""
+    """Load tasks (the loader writes their children); returns the child items rejected,
+    as the loader counts them and as ``rejected_records`` holds them."""
     before = await pool.fetchval("SELECT count(*) FROM breezeway.rejected_records")
-    await Loader(pool, TASKS, REGION).load(records)
-    return await pool.fetchval("SELECT count(*) FROM breezeway.rejected_records") - before
+    loaded = await Loader(pool, TASKS, REGION).load(records)
+    after = await pool.fetchval("SELECT count(*) FROM breezeway.rejected_records")
+    assert loaded.records_rejected == 0  # the parents are stored
+    assert loaded.items_rejected == after - before
+    return loaded.items_rejected
 
 
 async def parents(pool: asyncpg.Pool) -> None:

@@ -3,32 +3,24 @@ incremental sync after the clock moved on, and the daily sweep."""
 
 from __future__ import annotations
 
-from groundtruth import differences
-
-from breezeway_daemon.db.children import CHILDREN
 from breezeway_daemon.entities import ENTITY_NAMES
 from breezeway_daemon.sync import RunResult, run_batch
 from breezeway_sim import EntityRates
-from childtruth import CHILD_TABLES, EMBEDDED_TABLES, child_differences
 
-from .conftest import Env
+from support.groundtruth import (
+    CHILD_TABLES,
+    EMBEDDED_TABLES,
+    child_differences,
+    differences,
+    duplicate_keys,
+)
+from support.syncenv import SyncEnv as Env
 
 HOURLY = ("properties", "reservations", "tasks", "task_details")
 
 
 def _bad(results: list[RunResult]) -> list[tuple[str, str, str, str | None]]:
     return [(r.region, r.entity, r.status, r.error) for r in results if r.status != "success"]
-
-
-async def duplicates(env: Env) -> int:
-    """Rows sharing a key (parent and item id or position): the primary keys forbid it."""
-    total = 0
-    for spec in CHILDREN:
-        key = f"region_code, {spec.parent_column}, {spec.id_column or 'position'}"
-        total += await env.pool.fetchval(
-            f"SELECT count(*) - count(DISTINCT ({key})) FROM breezeway.{spec.table}"
-        )
-    return total
 
 
 async def test_full_incremental_and_sweep_equal_the_truth(env: Env) -> None:
@@ -71,7 +63,7 @@ async def test_full_incremental_and_sweep_equal_the_truth(env: Env) -> None:
     assert _bad(sweep) == []
     assert await differences(env.pool, env.sim, env.regions) == []
     assert await child_differences(env.pool, env.sim, env.regions) == []
-    assert await duplicates(env) == 0
+    assert await duplicate_keys(env.pool) == {}
     # The sweep fetched open tasks only: old finished ones were fetched once.
     finished_long_ago = await env.pool.fetchval(
         "SELECT count(*) FROM breezeway.tasks WHERE finished_at < now() - interval '7 days'"

@@ -24,8 +24,8 @@ class Rejection:
     record: Any
     reason: str
     record_id: str | None = None
-    """What ``rejected_records.record_id`` shows when the record has no id of its own (a
-    child item: ``<parent id>[<position>]``)."""
+    """What ``rejected_records.record_id`` shows instead of the record's id (a child item:
+    ``<parent id>[<position>]``, or its parent's id for a whole value)."""
 
 
 def orphan_reason(spec: EntitySpec, record: Mapping[str, Any], defaults: Mapping[str, Any]) -> str:
@@ -49,7 +49,7 @@ async def store_rejections(
     for rejection in rejections:
         record = rejection.record
         raw = serialize(record)[1] if record is not None else None
-        shown = display_id(record) or rejection.record_id
+        shown = rejection.record_id or display_id(record)
         rows.append((region, entity, shown, rejection.reason, raw, run_id))
     await conn.copy_records_to_table(
         "rejected_records", schema_name=SCHEMA, records=rows, columns=COLUMNS
