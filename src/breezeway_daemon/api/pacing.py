@@ -110,19 +110,24 @@ class Pacer:
                 self._foreground_waiting -= 1
 
     async def _background_turn(self) -> None:
+        """Wait until a background request takes nothing a listing request could use: none
+        is waiting, a place in flight is free (taken at once, no queueing ahead of a later
+        listing request), the window has room beyond the reserve, and no 429 wait holds."""
         while True:
             now = time.monotonic()
-            wait = 0.0
+            wait = self._blocked_until - now
+            if self._foreground_waiting or self._slots.locked():
+                wait = max(wait, BACKGROUND_POLL_S)
             if self.limit is not None:
                 ended = self._ended
                 while ended and ended[0] + self.window_s <= now:
                     heapq.heappop(ended)
-                room = self.limit * (1 - BACKGROUND_RESERVE)
-                if self._open + len(ended) >= room:
-                    wait = ended[0] + self.window_s - now if ended else self.window_s
-            if not wait and not self._foreground_waiting:
+                if self._open + len(ended) >= self.limit * (1 - BACKGROUND_RESERVE):
+                    wait = max(wait, ended[0] + self.window_s - now if ended else 0.0)
+                    wait = wait or BACKGROUND_POLL_S  # all still out: look again shortly
+            if wait <= 0:
                 return
-            await asyncio.sleep(min(wait, BACKGROUND_POLL_S) or BACKGROUND_POLL_S)
+            await asyncio.sleep(min(wait, BACKGROUND_POLL_S))
 
     async def _wait_turn(self) -> bool:
         """Wait for this request's turn; True when it counts against the rate limit."""

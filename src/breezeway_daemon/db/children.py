@@ -183,6 +183,15 @@ class ChildSets:
             self.rows.append((region, parent_id, *own, position, *values, *derived, data))
 
 
+async def child_counts(pool: asyncpg.Pool) -> dict[str, int]:
+    """Rows of each child table, all regions together (the demo shows them)."""
+    counts = " UNION ALL ".join(
+        f"SELECT '{spec.table}' AS child, count(*) AS n FROM {SCHEMA}.{spec.table}"
+        for spec in CHILDREN
+    )
+    return {row["child"]: row["n"] for row in await pool.fetch(counts)}
+
+
 async def write_embedded(
     conn: asyncpg.Connection,
     table: EntityTable,
