@@ -4,7 +4,9 @@ Three passes each, into a fresh database: all new; the same records again (all
 unchanged); again with 10% changed. The loader runs twice: as the sync engine
 uses it, ``Loader.load_batches`` (``BREEZEWAY_BATCHES_IN_FLIGHT``, default 3,
 batches in flight, each its own transaction: the ``loader`` figures), and one ``Loader.load`` per batch, one
-after the other (``loader_sequential``). The baseline is a plain parameterised
+after the other (``loader_sequential``), and as ``loader`` without writing the tasks'
+child tables (``loader_no_children``: the figure before them; the records carry one
+assignment, cost, supply, photo and tag each). The baseline is a plain parameterised
 upsert with ``executemany``, one transaction per batch. Prints a table and, as
 its last line, one JSON object with the figures. It asserts nothing.
 
@@ -31,6 +33,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from breezeway_daemon.config import Settings, load_settings  # noqa: E402
+from breezeway_daemon.db.children import EMBEDDED  # noqa: E402
 from breezeway_daemon.db.loader import Loader  # noqa: E402
 from breezeway_daemon.db.pool import create_pool  # noqa: E402
 from breezeway_daemon.entities import PROPERTIES, TASKS  # noqa: E402
@@ -157,6 +160,17 @@ async def with_executemany(
     return time.perf_counter() - start
 
 
+async def with_loader_no_children(
+    pool: asyncpg.Pool, records: list[dict[str, Any]], size: int, concurrency: int
+) -> float:
+    """``with_loader`` without the tasks' child tables (the loader's figure before them)."""
+    kept = EMBEDDED.pop("tasks")
+    try:
+        return await with_loader(pool, records, size, concurrency)
+    finally:
+        EMBEDDED["tasks"] = kept
+
+
 def changed(
     records: list[dict[str, Any]], share: float, rng: random.Random
 ) -> list[dict[str, Any]]:
@@ -180,6 +194,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     results: dict[str, float] = {}
     methods = {
         "loader": with_loader,
+        "loader_no_children": with_loader_no_children,
         "loader_sequential": with_sequential_loader,
         "executemany": with_executemany,
     }
@@ -209,6 +224,12 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         / results["executemany_unchanged_rows_per_s"],
     }
     print(f"loader / executemany: new {ratios['new']:.2f}x, unchanged {ratios['unchanged']:.2f}x")
+    children = {
+        label: results[f"loader_{label}_rows_per_s"]
+        / results[f"loader_no_children_{label}_rows_per_s"]
+        for label in ("new", "unchanged", "changed10")
+    }
+    print("with child tables / without: " + ", ".join(f"{k} {v:.2f}x" for k, v in children.items()))
     keys = (
         "loader_new_rows_per_s",
         "loader_unchanged_rows_per_s",
@@ -219,10 +240,15 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         "loader_sequential_new_rows_per_s",
         "loader_sequential_unchanged_rows_per_s",
         "loader_sequential_changed10_rows_per_s",
+        "loader_no_children_new_rows_per_s",
+        "loader_no_children_unchanged_rows_per_s",
+        "loader_no_children_changed10_rows_per_s",
     )
     figures: dict[str, float] = {key: round(results[key]) for key in keys}
     figures["new_ratio"] = round(ratios["new"], 2)
     figures["unchanged_ratio"] = round(ratios["unchanged"], 2)
+    for label, ratio in children.items():
+        figures[f"children_{label}_ratio"] = round(ratio, 2)
     figures["concurrency"] = args.concurrency
     figures["load_average_1m"] = round(os.getloadavg()[0], 2)
     return figures

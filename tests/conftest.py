@@ -95,6 +95,7 @@ async def clean_db(pool: asyncpg.Pool) -> asyncpg.Pool:
 async def sim_env(clean_db: asyncpg.Pool, base_settings: Settings) -> AsyncIterator[SimEnv]:
     """Two small companies served over HTTP; the database emptied first."""
     sim = Simulator(companies=2, scale="small", seed=11)
+    sim.faults.data_rate_limit_per_minute = None  # settings_for does not pace (100,000/min)
     async with SimulatorServer(sim, port=0) as server:
         yield SimEnv(sim, server, settings_for(base_settings, sim, server.base_url))
 

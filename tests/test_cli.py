@@ -220,18 +220,21 @@ async def test_status_exit_codes_and_json(
 ) -> None:
     never = await cli("status")
     assert never.code == 1  # nothing ever succeeded
-    assert "12 of 12 pairs unhealthy" in never.last_stderr_line
+    assert (
+        f"{2 * len(ENTITY_NAMES)} of {2 * len(ENTITY_NAMES)} pairs unhealthy"
+        in never.last_stderr_line
+    )
 
     results = await run_batch(sync_ctx, list(sim_env.regions), ENTITY_NAMES)
     assert {r.status for r in results} == {"success"}
     healthy = await cli("status")
     assert healthy.code == 0, healthy.stdout + healthy.stderr
-    assert "12 pairs, 0 unhealthy" in healthy.stdout
+    assert f"{2 * len(ENTITY_NAMES)} pairs, 0 unhealthy" in healthy.stdout
 
     as_json = await cli("status", "--json")
     assert as_json.code == 0
     pairs = json.loads(as_json.stdout)
-    assert len(pairs) == 12
+    assert len(pairs) == 2 * len(ENTITY_NAMES)
     assert {(p["region"], p["entity"]) for p in pairs} == {
         (r, e) for r in sim_env.regions for e in ENTITY_NAMES
     }
@@ -275,7 +278,7 @@ async def test_status_exit_codes_and_json(
         line for line in failed.stdout.splitlines() if line.split()[:2] == ["region_2", "tags"]
     )
     assert "UNHEALTHY" in line and "HTTP 500 boom" in line
-    assert "12 pairs, 1 unhealthy" in failed.stdout
+    assert f"{2 * len(ENTITY_NAMES)} pairs, 1 unhealthy" in failed.stdout
 
 
 # --- bundle ----------------------------------------------------------------------------
@@ -324,7 +327,7 @@ async def test_bundle_holds_everything_and_no_secret(
 
     csv_lines = members["sync_log_24h.csv"].splitlines()
     assert csv_lines[0].startswith("id,region_code,entity_type,sync_status")
-    assert len(csv_lines) == 1 + 12
+    assert len(csv_lines) == 1 + 2 * len(ENTITY_NAMES)
     assert "oops:" in members["alerts.log"]
     config = json.loads(members["config.json"])
     assert config["database_url"].startswith("postgresql://")
@@ -333,8 +336,8 @@ async def test_bundle_holds_everything_and_no_secret(
     assert config["regions"]["region_1"]["client_id"] == "sim-client-1"
     assert "breezeway-daemon" in members["versions.txt"]
     assert "postgresql" in members["versions.txt"]
-    assert "12 pairs, 0 unhealthy" in members["status.txt"]
-    assert len(json.loads(members["status.json"])) == 12
+    assert f"{2 * len(ENTITY_NAMES)} pairs, 0 unhealthy" in members["status.txt"]
+    assert len(json.loads(members["status.json"])) == 2 * len(ENTITY_NAMES)
     assert members["journal.txt"]  # journal lines, or a note saying why there are none
     for secret in secrets:
         assert secret not in result.stdout + result.stderr

@@ -9,6 +9,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from breezeway_daemon.db.children import CHILDREN
 from breezeway_daemon.db.runs import RunCounts
 from breezeway_daemon.demo import RUNBOOK_REGIONS, Progress
 from breezeway_daemon.entities import ENTITY_NAMES
@@ -47,6 +48,12 @@ def assert_complete_demo(code: int, out: str, err: str) -> None:
         (r, e) for r in RUNBOOK_REGIONS for e in ENTITY_NAMES
     }
     assert "psql" in out
+    # A count of each child table, every one of them filled.
+    shown = re.search(r"child tables \(rows\): (.*)", out)
+    assert shown, out
+    counts = dict(item.rsplit(" ", 1) for item in shown.group(1).split(", "))
+    assert set(counts) == {spec.table for spec in CHILDREN}
+    assert all(int(n) > 0 for n in counts.values()), counts
 
 
 async def test_demo_on_database_url(

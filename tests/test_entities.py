@@ -10,13 +10,14 @@ import pytest
 from breezeway_daemon.entities import (
     ENTITIES,
     PROPERTIES,
+    TASK_DETAILS,
     TASKS,
     ListingMode,
     SpecError,
     build_entities,
     in_a_chain,
 )
-from breezeway_daemon.sync.listings import LISTINGS
+from breezeway_daemon.sync.run import LISTINGS
 
 
 @pytest.mark.parametrize(
@@ -37,6 +38,21 @@ def test_an_inconsistent_spec_is_refused_when_built(changes: dict, problem: str)
     assert problem in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"child_tables": ("task_comments",)}, "per endpoint a child table"),
+        ({"child_tables": ()}, "child_tables are for details_per_record listings"),
+        ({"parents": ()}, "a details listing needs one parent"),
+        ({"single_record_path": "/task/{id}"}, "single_record_path means nothing to details"),
+    ],
+)
+def test_an_inconsistent_details_spec_is_refused(changes: dict, problem: str) -> None:
+    with pytest.raises(SpecError, match="entity spec 'task_details'") as raised:
+        dataclasses.replace(TASK_DETAILS, **changes)
+    assert problem in str(raised.value)
+
+
 def test_specs_are_refused_when_a_parent_is_unknown_or_declared_after() -> None:
     with pytest.raises(SpecError, match="parents properties must be declared before it"):
         build_entities(TASKS, PROPERTIES)
@@ -46,7 +62,7 @@ def test_specs_are_refused_when_a_parent_is_unknown_or_declared_after() -> None:
 
 def test_the_chain_of_dependants_comes_from_the_parents() -> None:
     chained = {name for name in ENTITIES if in_a_chain(name)}
-    assert chained == {"properties", "reservations", "tasks"}
+    assert chained == {"properties", "reservations", "tasks", "task_details"}
 
 
 def test_resync_windows_come_from_the_specs() -> None:

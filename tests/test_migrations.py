@@ -58,6 +58,8 @@ async def test_schema_newer_than_known_is_refused(empty_database: str) -> None:
 
 async def test_tables_declare_the_spec_column_types(pool: asyncpg.Pool) -> None:
     for spec in ENTITIES.values():
+        if spec.child_tables:  # no table of its own (child tables: test_children.py)
+            continue
         rows = await pool.fetch(
             "SELECT column_name, data_type FROM information_schema.columns "
             "WHERE table_schema = 'breezeway' AND table_name = $1",

@@ -121,7 +121,9 @@ class Settings(BaseSettings):
     hourly_cron: str = "0 * * * *"
     daily_cron: str = "30 2 * * *"
     # NoDecode: these are comma-separated in env files, not JSON.
-    hourly_entities: Annotated[tuple[str, ...], NoDecode] = ("properties", "reservations", "tasks")
+    hourly_entities: Annotated[tuple[str, ...], NoDecode] = (
+        "properties", "reservations", "tasks", "task_details",
+    )  # fmt: skip
     daily_entities: Annotated[tuple[str, ...], NoDecode] = ("people", "supplies", "tags")
     daily_full_refresh: bool = True
     region_concurrency: int = Field(default=4, ge=1, le=64)
@@ -133,6 +135,11 @@ class Settings(BaseSettings):
     task_fetch_concurrency: int = Field(default=8, ge=1, le=64)
     task_quiet_poll_every: int = Field(default=6, ge=1, le=24)
     task_busy_days: int = Field(default=2, ge=0, le=30)
+    # task_details: open = not finished or finished within details_open_days; their
+    # details are fetched again once older than details_sweep_hours (see sync/details.py)
+    details_open_days: float = Field(default=7, ge=0)
+    details_sweep_hours: float = Field(default=24, ge=0)
+    details_max_tasks_per_run: int = Field(default=1500, ge=1)
 
     # --- runs and the watchdog ----------------------------------------------
     heartbeat_s: float = Field(default=30, gt=0)

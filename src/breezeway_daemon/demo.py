@@ -24,6 +24,7 @@ from typing import TextIO
 from breezeway_daemon import status
 from breezeway_daemon.config import Settings, load_settings, mask_url
 from breezeway_daemon.db import schema
+from breezeway_daemon.db.children import child_counts
 from breezeway_daemon.db.embedded import embedded_postgres
 from breezeway_daemon.db.pool import connect
 from breezeway_daemon.db.runs import RunCounts
@@ -179,6 +180,8 @@ async def run_demo(
 
                 say("6. status (breezeway-daemon status):")
                 say(status.render(await status.collect(ctx.pool, settings)))
+                rows = await child_counts(ctx.pool)
+                say("   child tables (rows): " + ", ".join(f"{t} {n}" for t, n in rows.items()))
             say()
             say("   connect with psql:")
             # DATABASE_URL may hold a password: never print it (the embedded one has none).

@@ -36,6 +36,9 @@ class ListingMode(StrEnum):
     """Incremental by a datetime filter (``updated_at_ge=<cursor>``)."""
     UPDATED_DATE_RANGE_PER_PARENT = "updated_date_range_per_parent"
     """Incremental by a ``YYYY-MM-DD,YYYY-MM-DD`` range, one listing per parent record."""
+    DETAILS_PER_RECORD = "details_per_record"
+    """One call per endpoint for each parent record its fetch policy picks, into child
+    tables (task details: ``sync.details``)."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,9 @@ class EntitySpec:
     """How a date window is re-fetched; None: the entity cannot be resynced."""
     noun: str = ""
     """One record, in messages ("property"); default: the name."""
+    child_tables: tuple[str, ...] = ()
+    """For details listings: the child table (``db.children``) each endpoint fills; such an
+    entity has no table of its own."""
 
     def __post_init__(self) -> None:
         problems = self._problems()
@@ -151,19 +157,29 @@ class EntitySpec:
         problems = []
         full = self.mode is ListingMode.FULL
         per_parent = self.mode is ListingMode.UPDATED_DATE_RANGE_PER_PARENT
+        details = self.mode is ListingMode.DETAILS_PER_RECORD
         # field: (needed by this mode, allowed in this mode)
         fields = {
-            "incremental": (not full, not full),
+            "incremental": (not full and not details,) * 2,
             "backfill": (self.mode is ListingMode.UPDATED_SINCE,) * 2,
             "per_parent_param": (per_parent, per_parent),
-            "single_record_path": (per_parent, True),
-            "resync": (False, not full),
+            "single_record_path": (per_parent, not details),
+            "resync": (False, not full and not details),
         }
         for name, (needed, allowed) in fields.items():
             if needed and getattr(self, name) is None:
                 problems.append(f"{self.mode} listings need {name}")
             elif not allowed and getattr(self, name) is not None:
                 problems.append(f"{name} means nothing to {self.mode} listings")
+        if details != bool(self.child_tables):
+            problems.append(f"child_tables are for {ListingMode.DETAILS_PER_RECORD} listings")
+        if details and (
+            len(self.child_tables) != len(self.endpoints)
+            or any("{id}" not in e.path for e in self.endpoints)
+            or len(self.parents) != 1
+        ):
+            problems.append("a details listing needs one parent, and per endpoint a child table "
+                            "and an {id} in its path")  # fmt: skip
         if per_parent and self.parent_ref is None:
             problems.append("a per-parent listing needs parent_ref (the parent entity)")
         if self.parent_ref is not None:
@@ -278,6 +294,21 @@ TASKS = EntitySpec(
     resync=Resync("scheduled_date"),
 )
 
+# Comments and requirements of tasks, into task_comments and task_requirements: no table of
+# its own (task_details_fetches records what was fetched, for the fetch policy).
+TASK_DETAILS = EntitySpec(
+    name="task_details",
+    endpoints=(
+        Endpoint("/task/{id}/comments", paged=False, company_param=False),
+        Endpoint("/task/{id}/requirements", paged=False, company_param=False),
+    ),
+    columns=(),
+    parents=("tasks",),
+    mode=ListingMode.DETAILS_PER_RECORD,
+    child_tables=("task_comments", "task_requirements"),
+    noun="task's details",
+)
+
 PEOPLE = EntitySpec(
     name="people",
     endpoints=(Endpoint("/people", paged=False),),
@@ -338,7 +369,7 @@ def build_entities(*specs: EntitySpec) -> dict[str, EntitySpec]:
 
 
 ENTITIES: dict[str, EntitySpec] = build_entities(
-    PROPERTIES, RESERVATIONS, TASKS, PEOPLE, SUPPLIES, TAGS
+    PROPERTIES, RESERVATIONS, TASKS, TASK_DETAILS, PEOPLE, SUPPLIES, TAGS
 )
 ENTITY_NAMES: tuple[str, ...] = tuple(ENTITIES)
 RESYNC_ENTITIES: tuple[str, ...] = tuple(name for name, s in ENTITIES.items() if s.resync)

@@ -22,6 +22,11 @@ from breezeway_daemon.entities import ENTITY_NAMES
 
 HOURLY_LAG = timedelta(hours=2)
 DAILY_LAG = timedelta(hours=25)
+# task_details has no table of its own: its records are the tasks whose details are stored.
+DETAILS_COUNT = (
+    "SELECT region_code, count(*) AS n FROM breezeway.task_details_fetches "
+    "WHERE gone_at IS NULL AND region_code = ANY($1::text[]) GROUP BY region_code"
+)
 
 
 @dataclass
@@ -83,11 +88,13 @@ async def collect(pool: asyncpg.Pool, settings: Settings) -> list[PairStatus]:
     sums = {(r["region_code"], r["entity_type"]): r for r in summary}
     counts: dict[tuple[str, str], int] = {}
     for entity in schedule:
-        for row in await pool.fetch(
-            f"SELECT region_code, count(*) AS n FROM breezeway.{entity} "
-            "WHERE deleted_at IS NULL AND region_code = ANY($1::text[]) GROUP BY region_code",
-            regions,
-        ):
+        count_sql = (
+            DETAILS_COUNT
+            if entity == "task_details"
+            else f"SELECT region_code, count(*) AS n FROM breezeway.{entity} "
+            "WHERE deleted_at IS NULL AND region_code = ANY($1::text[]) GROUP BY region_code"
+        )
+        for row in await pool.fetch(count_sql, regions):
             counts[(row["region_code"], entity)] = row["n"]
 
     statuses = []

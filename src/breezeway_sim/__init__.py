@@ -16,13 +16,14 @@ Where to read more: ``simulation`` (the ``Simulator``: clock, truth, credentials
 
 from .companies import Company, region_env_lines
 from .evolve import EntityRates, Rates
-from .faults import BAD_RECORD_KINDS, Faults
+from .faults import BAD_CHILD_KINDS, BAD_RECORD_KINDS, Faults
 from .generate import PRESETS, Scale
 from .server import SimulatorServer
 from .simulation import Simulator
 from .stats import ClientStats, Stats
 
 __all__ = [
+    "BAD_CHILD_KINDS",
     "BAD_RECORD_KINDS",
     "PRESETS",
     "ClientStats",

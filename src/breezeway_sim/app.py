@@ -4,7 +4,8 @@ Routes (each also answers with or without a trailing slash, never redirecting):
 
 ``POST /public/auth/v1/``, ``POST /public/auth/v1/refresh``;
 ``GET /public/inventory/v1/`` + ``companies``, ``property``, ``property/tags``, ``reservation``,
-``reservation/tags``, ``task/``, ``task/tags``, ``task/{id}``, ``people``, ``supplies``;
+``reservation/tags``, ``task/``, ``task/tags``, ``task/{id}``, ``task/{id}/comments``,
+``task/{id}/requirements``, ``people``, ``supplies``;
 with ``control=True`` also the ``/_sim/`` endpoints of ``control``.
 
 Order of checks on a data request: latency, token (401), 429 burst, rate limit (429),
@@ -29,7 +30,9 @@ from starlette.routing import Route
 
 from . import evolve
 from .auth import TokenError
+from .badrecords import BAD_REQUIREMENTS, KIND_ORDER
 from .companies import Company
+from .details import render_comments, render_requirements
 from .generate import Builder
 from .limits import retry_after_text
 from .listings import (
@@ -376,6 +379,34 @@ class Handlers:
             raise ApiError(404, "Not Found", f"task {task_id} not found")
         return Response(task_blob(data.ctx, found), media_type=JSON)
 
+    async def task_comments(self, request: Request) -> Response:
+        data, task_id, task = await self._task_of(request)
+        if task is None:
+            return json_response([])  # an injected bad task: it has no comments
+        return json_response(render_comments(data.ctx, task_id, data.comments.get(task_id, [])))
+
+    async def task_requirements(self, request: Request) -> Response:
+        data, task_id, task = await self._task_of(request)
+        if task is None:
+            bad = "requirements_object" in self.sim.faults.bad_records and task_id == data.bad_id(
+                KIND_ORDER.index("requirements_object") + 1
+            )
+            return json_response(BAD_REQUIREMENTS if bad else [])
+        return json_response(render_requirements(task))
+
+    async def _task_of(self, request: Request) -> tuple[CompanyData, int, TaskRow | None]:
+        """The company data and task of a details request; 404 when the task does not exist
+        (an injected bad task of the current faults exists, as ``None``)."""
+        company = await self._admit(request)
+        data = self._scope(company, request.query_params)
+        task_id = request.path_params["task_id"]
+        found = data.tasks.get(task_id)
+        if found is None:
+            injected = self.sim.bad_records(company.company_id, "tasks")
+            if not any(record.get("id") == task_id for record in injected):
+                raise ApiError(404, "Not Found", f"task {task_id} not found")
+        return data, task_id, found
+
 
 class _Early(Exception):
     """A finished answer raised from the gate (429s)."""
@@ -424,6 +455,8 @@ def build_app(sim: Simulator, control: bool = False) -> Starlette:
         *_both(API + "/task", h.tasks, ["GET"]),
         *_both(API + "/task/tags", h._tags("task"), ["GET"]),
         *_both(API + "/task/{task_id:int}", h.task, ["GET"]),
+        *_both(API + "/task/{task_id:int}/comments", h.task_comments, ["GET"]),
+        *_both(API + "/task/{task_id:int}/requirements", h.task_requirements, ["GET"]),
         *_both(API + "/reservation", h.reservations, ["GET"]),
         *_both(API + "/property", h.properties, ["GET"]),
         *_both(API + "/people", h.people, ["GET"]),

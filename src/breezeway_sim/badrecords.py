@@ -4,6 +4,13 @@ Each kind except ``duplicate_id`` is one extra record built from a real record o
 (its template) with a fresh id from the company's bad-record range, appended after the real
 records of the listing. ``duplicate_id`` serves the listing's first record a second time, right
 after itself. See ``faults`` for the list of kinds.
+
+The child kinds spoil one item of a record's embedded array (the parent itself is valid):
+``child_no_id`` (properties' ``photos``, tasks' ``assignments``: the first item loses its id),
+``child_not_object`` (a string first in properties' ``photos``, reservations' ``guests``,
+tasks' ``photos``) and ``requirements_object`` (a task whose requirements endpoint answers an
+object instead of a list). Every injected task answers its details endpoints (``[]`` unless
+``requirements_object``).
 """
 
 from __future__ import annotations
@@ -13,9 +20,22 @@ from typing import Any
 
 from .store import CompanyData
 
-__all__ = ["KIND_ORDER", "bad_records_for"]
+__all__ = ["BAD_REQUIREMENTS", "CHILD_ARRAYS", "KIND_ORDER", "bad_records_for"]
 
-KIND_ORDER = ("nul", "wrong_types", "missing_fields", "huge_strings", "unknown_property", "no_id")
+KIND_ORDER = (
+    "nul",
+    "wrong_types",
+    "missing_fields",
+    "huge_strings",
+    "unknown_property",
+    "no_id",
+    "child_no_id",
+    "child_not_object",
+    "requirements_object",
+)
+# The embedded array of each entity that the child kinds spoil.
+CHILD_ARRAYS = {"properties": "photos", "reservations": "guests", "tasks": "assignments"}
+BAD_REQUIREMENTS = {"section_name": "Kitchen", "action": ["Wipe counters"], "response": None}
 HUGE = 1_000_000
 
 _PARENT_KEY = {"reservations": "property_id", "tasks": "home_id"}
@@ -113,6 +133,28 @@ def bad_records_for(
             if entity != "reservations":
                 continue
             record = {**copy.deepcopy(base), "id": bad_id, "property_id": data.company.id_base + 99}
+        elif kind == "child_no_id":
+            if entity not in ("properties", "tasks"):
+                continue
+            record = {**copy.deepcopy(base), "id": bad_id}
+            array = CHILD_ARRAYS[entity]
+            items = [dict(item) for item in record.get(array) or [{"name": "no id"}]]
+            items[0].pop("id", None)
+            record[array] = items
+        elif kind == "child_not_object":
+            if entity not in CHILD_ARRAYS:
+                continue
+            record = {**copy.deepcopy(base), "id": bad_id}
+            array = "photos" if entity == "tasks" else CHILD_ARRAYS[entity]
+            loose = (
+                "Jane Doe" if entity == "reservations" else "https://photos.example.com/loose.jpg"
+            )
+            record[array] = [loose, *(record.get(array) or [])]
+        elif kind == "requirements_object":
+            if entity != "tasks":
+                continue
+            # a valid task; its GET /task/{id}/requirements answers BAD_REQUIREMENTS
+            record = {**copy.deepcopy(base), "id": bad_id}
         else:  # no_id
             record = copy.deepcopy(base)
             record.pop("id", None)

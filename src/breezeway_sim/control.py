@@ -119,8 +119,8 @@ def control_routes(sim: Simulator) -> list[Route]:
         company_id = int(request.path_params["company_id"])
         entity = request.path_params["entity"]
         records = sim.truth(company_id, entity)
-        if entity == "tags":
-            return {f"{kind}:{tid}": rec for (kind, tid), rec in records.items()}
+        if entity == "tags" or entity == "task_requirements":
+            return {f"{a}:{b}": rec for (a, b), rec in records.items()}
         return {str(k): v for k, v in records.items()}
 
     async def bad(request: Request) -> Any:

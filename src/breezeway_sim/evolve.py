@@ -11,6 +11,10 @@ forward (``started_at``/``finished_at`` set on the way) or, when done, its summa
 changes (``updated_at`` moves); a person changes status or task acceptance; a supply's stock
 moves (``updated_at`` moves); a tag is renamed. A new reservation comes with its departure
 clean task. A deleted property takes its reservations and tasks with it.
+
+Task comments (``rates.task_details``): ``create`` comments per open task per hour are written
+and ``delete`` of the open tasks' comments per hour removed, all at the end of the span and
+without moving any task's ``updated_at`` (see ``details``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from . import vocab
+from . import details, vocab
 from .generate import Builder
 from .records import Row, fmt_ts
 from .store import TAG_KINDS, CompanyData
@@ -58,6 +62,8 @@ class Rates:
     people: EntityRates = _rates(0.002, 0.01, 0.001)
     supplies: EntityRates = _rates(0.002, 0.02, 0.001)
     tags: EntityRates = _rates(0.002, 0.005, 0.001)
+    # create: comments per open task per hour; delete: share of open tasks' comments
+    task_details: EntityRates = _rates(0.02, 0.0, 0.002)
 
     def as_json(self) -> dict[str, dict[str, float]]:
         return {f.name: vars(getattr(self, f.name)).copy() for f in fields(self)}
@@ -293,4 +299,18 @@ def advance_company(
         for _ in range(n_create):
             _create_one(data, build, entity, at())
         counts[entity] = {"created": n_create, "changed": n_change, "deleted": n_delete}
+    counts["task_details"] = _comment_events(data, rates.task_details, rng, hours, end)
     return counts
+
+
+def _comment_events(
+    data: CompanyData, rate: EntityRates, rng: random.Random, hours: float, when: datetime
+) -> dict[str, int]:
+    """Comments written on and removed from open tasks; no task's ``updated_at`` moves."""
+    open_tasks = details.open_task_ids(data, when)
+    written = sum(len(data.comments.get(tid, ())) for tid in open_tasks)
+    n_create = _count(rng, rate.create * len(open_tasks) * hours)
+    n_delete = _count(rng, rate.delete * written * hours)
+    deleted = details.delete_comments(data, rng, n_delete, when)
+    created = details.add_comments(data, rng, n_create, when)
+    return {"created": created, "changed": 0, "deleted": deleted}

@@ -32,6 +32,11 @@ Fields (change them at any time, in-process or with ``POST /_sim/faults`` in con
     ``duplicate_id``   a real record of the listing served a second time (same page if it fits);
     ``unknown_property`` a reservation whose ``property_id`` is no property of the company;
     ``no_id``          a record without ``id``.
+    The child kinds (``BAD_CHILD_KINDS``, not in ``BAD_RECORD_KINDS``):
+    ``child_no_id``    a valid record whose first property photo / task assignment has no id;
+    ``child_not_object`` a valid record with a string first in its photos (property, task) or
+                       guests (reservation);
+    ``requirements_object`` a valid task whose ``/requirements`` answers an object, not a list.
     They go to properties, reservations, people, supplies (not paged: people) and to the task
     listing of the company's lowest-id property; tags stay clean. ``unknown_property`` applies
     to reservations only.
@@ -48,7 +53,7 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-__all__ = ["BAD_RECORD_KINDS", "Burst", "Faults"]
+__all__ = ["BAD_CHILD_KINDS", "BAD_RECORD_KINDS", "Burst", "Faults"]
 
 BAD_RECORD_KINDS = frozenset(
     {
@@ -61,6 +66,9 @@ BAD_RECORD_KINDS = frozenset(
         "no_id",
     }
 )
+# Kinds that spoil only a child item of a valid record: kept apart, so that "every kind of
+# bad record" (BAD_RECORD_KINDS) means what it meant before children were stored.
+BAD_CHILD_KINDS = frozenset({"child_no_id", "child_not_object", "requirements_object"})
 
 
 @dataclass
@@ -135,7 +143,7 @@ class Faults:
         for name, value in changes.items():
             if name == "bad_records":
                 kinds = set(value)
-                bad = kinds - BAD_RECORD_KINDS
+                bad = kinds - BAD_RECORD_KINDS - BAD_CHILD_KINDS
                 if bad:
                     raise ValueError(f"unknown bad record kinds: {', '.join(sorted(bad))}")
                 value = kinds

@@ -31,6 +31,7 @@ from typing import Any
 
 from . import vocab
 from .companies import Company
+from .details import seed_comments
 from .records import Row, TaskRow, external_reservation_id, fmt_ts
 from .store import TAG_KINDS, CompanyData
 
@@ -329,6 +330,7 @@ class Builder:
             child_base=self.data.next_id("children", 16),
         )
         self.data.add_task(task)
+        seed_comments(self.data, task, now)
         return task
 
     # people, supplies, tags

@@ -223,6 +223,8 @@ def render_task(ctx: TaskContext, t: TaskRow) -> dict[str, Any]:
                     "type_task_user_status": user_status,
                 }
             )
+        if len(assignments) > 1 and t.status >= 2 and t.seed & 1:
+            assignments.pop()  # the second assignee drops off once work starts
     labor_minutes = 30 + 5 * int(r() * 30)
     hourly = pick(_HOURLY)
     costs = []
@@ -263,6 +265,8 @@ def render_task(ctx: TaskContext, t: TaskRow) -> dict[str, Any]:
                     "caption": pick(_CAPTIONS),
                 }
             )
+        if t.version % 2 and photos:
+            photos.pop()  # every other change of a finished task removes its last photo
     tags: list[dict[str, Any]] = []
     if ctx.tags:
         for _ in range(pick((0, 0, 1, 2))):

@@ -18,7 +18,8 @@
 * ``sim.advance(hours)`` moves the clock and applies the events of that span at ``sim.rates``
   (see ``evolve``); it answers what it did per company.
 * ``sim.truth(company_id, entity)`` is what a perfect sync would hold now: every record that
-  exists, keyed by id (tags: by ``(tag_type, id)``), each exactly as the API serializes it.
+  exists, keyed by id (tags: by ``(tag_type, id)``), each exactly as the API serializes it;
+  ``task_comments`` and ``task_requirements`` give the task details (see ``details``).
   Injected bad records are never in it (see ``sim.bad_records``).
 * The company scope rule (decided here): a ``company_id`` parameter naming another company
   answers ``403 {"error": "Forbidden", ...}``; a task id or ``home_id`` of another company is
@@ -39,6 +40,7 @@ import orjson
 from .auth import TokenAuthority
 from .badrecords import bad_records_for
 from .companies import Company, make_companies
+from .details import DETAIL_KINDS, render_comments, render_requirements
 from .evolve import Rates, advance_company
 from .faults import Faults
 from .generate import Scale, generate_company
@@ -157,10 +159,35 @@ class Simulator:
     # ground truth
 
     def truth(self, company_id: int, entity: str) -> dict[Any, dict[str, Any]]:
-        """Every record of ``entity`` that exists now, keyed by id (tags: ``(tag_type, id)``)."""
-        if entity not in ENTITIES:
-            raise ValueError(f"unknown entity {entity!r}; one of {', '.join(ENTITIES)}")
+        """Every record of ``entity`` that exists now, keyed by id (tags: ``(tag_type, id)``).
+
+        Also the task details: ``task_details`` by task id (``{"comments", "requirements"}``
+        as the two endpoints answer), ``task_comments`` by comment id (each with its
+        ``task_id``), ``task_requirements`` by ``(task_id, position)``."""
+        if entity not in ENTITIES and entity not in DETAIL_KINDS:
+            known = ", ".join((*ENTITIES, *DETAIL_KINDS))
+            raise ValueError(f"unknown entity {entity!r}; one of {known}")
         data = self.data(company_id)
+        if entity == "task_comments":
+            return {
+                c["id"]: {**c, "task_id": tid}
+                for tid, comments in data.comments.items()
+                for c in render_comments(data.ctx, tid, comments)
+            }
+        if entity == "task_details":
+            return {
+                tid: {
+                    "comments": render_comments(data.ctx, tid, data.comments.get(tid, [])),
+                    "requirements": render_requirements(t),
+                }
+                for tid, t in data.tasks.items()
+            }
+        if entity == "task_requirements":
+            return {
+                (tid, position): item
+                for tid, t in data.tasks.items()
+                for position, item in enumerate(render_requirements(t))
+            }
         if entity == "tasks":
             ctx = data.ctx
             return {tid: orjson.loads(task_blob(ctx, t)) for tid, t in data.tasks.items()}

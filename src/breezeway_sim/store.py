@@ -4,17 +4,20 @@
 gone). Every mutation goes through its methods, which keep the per-property indexes right and
 bump ``version`` (listing caches are keyed by it).
 
-A removed property takes its reservations and tasks with it (decided here: the simplest
+A removed property takes its reservations and tasks with it, a removed task its comments (decided here: the simplest
 consistent rule; its tasks then answer 404 on ``GET /task/{id}``).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .companies import Company
 from .records import Row, TaskContext, TaskRow
+
+if TYPE_CHECKING:
+    from .details import Comment
 
 __all__ = ["ENTITIES", "TAG_KINDS", "CompanyData"]
 
@@ -30,6 +33,7 @@ ID_OFFSETS = {
     "reservations": 1_000_000,
     "tasks": 3_000_000,
     "children": 6_000_000,
+    "comments": 8_000_000,
     "old_reservations": 9_000_000,
     "bad": 9_900_000,
 }
@@ -45,6 +49,7 @@ class CompanyData:
         self.reservations_by_property: dict[int, dict[int, Row]] = {}
         self.tasks: dict[int, TaskRow] = {}
         self.tasks_by_property: dict[int, dict[int, TaskRow]] = {}
+        self.comments: dict[int, list[Comment]] = {}  # by task id (see ``details``)
         self.people: dict[int, Row] = {}
         self.person_status: dict[int, str] = {}  # active, invited, inactive
         self.supplies: dict[int, Row] = {}
@@ -89,6 +94,7 @@ class CompanyData:
             self.reservations.pop(rid, None)
         for tid in self.tasks_by_property.pop(property_id, {}):
             self.tasks.pop(tid, None)
+            self.comments.pop(tid, None)
         self.changed()
 
     def add_reservation(self, row: Row) -> None:
@@ -112,6 +118,7 @@ class CompanyData:
         task = self.tasks.pop(task_id, None)
         if task is not None:
             self.tasks_by_property.get(task.home_id, {}).pop(task_id, None)
+            self.comments.pop(task_id, None)
             self.changed()
 
     def rows(self, entity: str) -> dict[int, Row]:

@@ -75,3 +75,54 @@ async def test_a_reload_keeps_one_pacer_per_credential_with_the_new_limits(
         except TimeoutError:
             break
     assert admitted == 2
+
+
+async def test_a_listing_request_goes_before_background_requests_that_waited_longer() -> None:
+    """Details calls (background) never take an in-flight place a listing request waits for,
+    even when they asked first."""
+    pacer = Pacer(None, 1)
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def request(name: str, background: bool, hold: asyncio.Event | None = None) -> None:
+        async with pacer.slot(background):
+            order.append(name)
+            if hold is not None:
+                await hold.wait()
+
+    holder = asyncio.create_task(request("listing 1", False, release))
+    await asyncio.sleep(0)  # it holds the only place
+    details = [asyncio.create_task(request(f"details {n}", True)) for n in range(3)]
+    await asyncio.sleep(0.1)  # the details calls are waiting before the next listing call
+    second = asyncio.create_task(request("listing 2", False))
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.wait_for(asyncio.gather(holder, second, *details), 5)
+    assert order[:2] == ["listing 1", "listing 2"]
+    assert sorted(order[2:]) == ["details 0", "details 1", "details 2"]
+
+
+async def test_background_requests_leave_a_reserve_of_the_window_to_listings() -> None:
+    """However many details calls are queued, they use at most 80% of the window, so that
+    a listing starting meanwhile is admitted at once."""
+    window = 0.5
+    pacer = Pacer(10, 10, window_s=window)
+
+    async def background() -> None:
+        async with pacer.slot(background=True):
+            pass
+
+    flood = [asyncio.create_task(background()) for _ in range(20)]
+    pending = set(flood)
+    async with asyncio.timeout(5):
+        while len(flood) - len(pending) < 8:
+            _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.sleep(0.1)  # were more admitted, they would be by now
+    assert sum(task.done() for task in flood) == 8
+    started = time.monotonic()
+    async with asyncio.timeout(window / 4), pacer.slot():  # a listing: at once
+        pass
+    assert time.monotonic() - started < window / 4
+    for task in flood:
+        task.cancel()
+    await asyncio.gather(*flood, return_exceptions=True)

@@ -33,6 +33,7 @@ async def rel_env(
 ) -> AsyncIterator[RelEnv]:
     """Two companies of ``SCALE``, batches of 10 records, alerts in ``tmp_path/alerts.log``."""
     sim = Simulator(companies=2, scale=SCALE, seed=31)
+    sim.faults.data_rate_limit_per_minute = None  # settings_for does not pace (100,000/min)
     async with served(base_settings, sim, tmp_path) as env:
         yield env
 
@@ -102,6 +103,7 @@ async def daemon_env(
 ) -> AsyncIterator[DaemonEnv]:
     """Two companies of ``SCALE`` served over HTTP; start daemons with ``daemon_env.start``."""
     sim = Simulator(companies=2, scale=SCALE, seed=43)
+    sim.faults.data_rate_limit_per_minute = None  # settings_for does not pace (100,000/min)
     async with SimulatorServer(sim, port=0) as server:
         settings = settings_for(base_settings, sim, server.base_url, state_dir=tmp_path)
         notify = NotifySocket(tmp_path / "notify.sock")

@@ -11,10 +11,11 @@ from typing import Any
 import asyncpg
 import pytest
 
+from breezeway_daemon.db.children import CHILD_TABLES
 from breezeway_daemon.entities import ENTITY_NAMES
 from breezeway_daemon.records import without_nul
 from breezeway_daemon.sync import run_batch
-from breezeway_sim import BAD_RECORD_KINDS
+from breezeway_sim import BAD_CHILD_KINDS, BAD_RECORD_KINDS
 
 from support.batches import Batches
 from support.groundtruth import duplicate_keys, stored
@@ -44,7 +45,8 @@ async def _check_run_counts(pool: asyncpg.Pool, batches: Batches, since_id: int)
         rejected = await pool.fetch(
             "SELECT reason FROM breezeway.rejected_records WHERE run_id = $1", row["id"]
         )
-        assert len(rejected) == row["records_rejected"], what
+        # Child items rejected while their parents were stored are counted apart.
+        assert len(rejected) == row["records_rejected"] + row["items_rejected"], what
         assert all(r["reason"].strip() for r in rejected), what
     return len(rows)
 
@@ -137,8 +139,10 @@ async def test_bad_records_are_stored_or_rejected_and_every_count_adds_up(
         served = len(env.sim.truth(company, r.entity))
         if r.entity in CARRIERS:
             served += len(env.sim.bad_records(company, r.entity))
+        if r.entity == "task_details":  # the details of each task stored, injected ones too
+            served = len(await stored(env.pool, r.region, "tasks"))
         assert r.counts.records_processed == served, (r.region, r.entity)
-    rejected = sum(r.counts.records_rejected for r in results)
+    rejected = sum(r.counts.records_rejected + r.counts.items_rejected for r in results)
     assert rejected == await env.pool.fetchval(
         "SELECT count(*) FROM breezeway.rejected_records WHERE run_id = ANY($1::bigint[])",
         [r.run_id for r in results],
@@ -151,3 +155,33 @@ async def test_bad_records_are_stored_or_rejected_and_every_count_adds_up(
     await _check_run_counts(env.pool, batches, last + 1)
     assert await _check_injected(env, set(kinds)) == fates
     assert await running_rows(env.pool) == []
+
+
+async def test_bad_child_items_are_rejected_their_parents_stored_and_counted(
+    rel_env: RelEnv, batches: Batches
+) -> None:
+    """An assignment or photo without an id, a photo or guest that is a string, requirements
+    that are an object: the parent is stored, the item goes to ``rejected_records`` under
+    its child table, and each run counts it in ``items_rejected``."""
+    env = rel_env
+    env.sim.faults.bad_records = set(BAD_CHILD_KINDS)
+    regions = list(env.regions)
+    results = await run_batch(env.ctx, regions, ENTITY_NAMES)
+    assert [(r.entity, r.status, r.error) for r in results if r.status != "success"] == []
+    await _check_run_counts(env.pool, batches, 1)
+    for region, company in env.regions.items():
+        for entity in ("properties", "reservations", "tasks"):
+            injected = {r["id"] for r in env.sim.bad_records(company, entity)}
+            assert injected and injected <= set(await stored(env.pool, region, entity)), entity
+    children = await env.pool.fetch(
+        "SELECT entity_type, record_id, reason FROM breezeway.rejected_records "
+        "WHERE entity_type = ANY($1::text[])",
+        list(CHILD_TABLES),
+    )
+    assert {r["entity_type"] for r in children} == {
+        "property_photos", "reservation_guests", "task_assignments", "task_photos",
+        "task_requirements",
+    }  # fmt: skip
+    assert all(r["record_id"] and r["reason"] for r in children)
+    assert sum(r.counts.items_rejected for r in results) == len(children)
+    assert sum(r.counts.records_rejected for r in results) == 0

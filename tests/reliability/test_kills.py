@@ -4,7 +4,8 @@ Each iteration starts ``breezeway-daemon serve``, asks it for a batch (SIGUSR1) 
 it with SIGKILL once a random number of its runs have started, plus a random delay; the
 simulator's data moves on between some iterations. After the last kill one more daemon
 starts (its start-up sweep fails the killed runs), runs one complete batch, and then the
-database equals the ground truth, with no duplicate key and no ``running`` row.
+database equals the ground truth, with no duplicate key and no ``running`` row; so do the
+child tables, the comments after one more daily sweep (a comment does not move its task).
 
 ``BREEZEWAY_KILL_ITERATIONS`` sets the number of kills (default 10; the issue's figure is
 ``BREEZEWAY_KILL_ITERATIONS=20 .venv/bin/pytest -s tests/reliability/test_kills.py``),
@@ -20,10 +21,19 @@ import signal
 import time
 
 from breezeway_daemon.entities import ENTITY_NAMES
-from breezeway_daemon.sync import SyncContext
+from breezeway_daemon.sync import SyncContext, run_batch
 
 from support.daemon import DaemonEnv
-from support.groundtruth import differences, duplicate_keys
+from support.groundtruth import (
+    CHILD_SPECS,
+    CHILD_TABLES,
+    EMBEDDED_TABLES,
+    LISTED,
+    child_differences,
+    differences,
+    duplicate_keys,
+    expected_children,
+)
 from support.reliability import HOURLY_SAFE_RATES
 from support.runs import running_rows
 
@@ -95,19 +105,32 @@ async def test_sigkill_at_random_moments_then_one_more_batch_equals_the_truth(
         assert await daemon.wait_exit(30) == 0
 
         assert await running_rows(pool) == []
-        assert await duplicate_keys(pool) == {}
+        assert await duplicate_keys(pool) == {}  # entity and child tables
         assert await differences(pool, env.sim, env.regions) == []
+        # The child tables too: the embedded ones and the requirements (a change moves the
+        # task) now; the comments (added without moving the task) after the daily sweep.
+        compare = (*EMBEDDED_TABLES, "task_requirements")
+        assert await child_differences(pool, env.sim, env.regions, compare) == []
+        sweep = await run_batch(ctx, list(env.regions), ["task_details"], mode="full")
+        assert [(r.region, r.error) for r in sweep if r.failed] == []
+        assert await child_differences(pool, env.sim, env.regions) == []
+        assert await duplicate_keys(pool) == {}
         failed = await pool.fetch(
             "SELECT error_message FROM breezeway.etl_sync_log WHERE sync_status = 'failed'"
         )
         assert all(r["error_message"].startswith("abandoned: ") for r in failed), {
             r["error_message"] for r in failed
         }
-        compared = sum(len(env.sim.truth(c, e)) for c in env.regions.values() for e in ENTITY_NAMES)
+        compared = sum(len(env.sim.truth(c, e)) for c in env.regions.values() for e in LISTED)
+        compared += sum(
+            len(expected_children(env.sim, c, CHILD_SPECS[t]))
+            for c in env.regions.values()
+            for t in CHILD_TABLES
+        )
         print(
             f"\nkills: {ITERATIONS} SIGKILLs (seed {SEED}), {kills_mid_run} with runs in "
             f"progress, {len(failed)} killed runs failed by the next start, {advances} "
-            f"simulator advances; {compared} records compared with the truth, 0 differences; "
+            f"simulator advances; {compared} records and child rows compared with the truth, 0 differences; "
             f"{time.monotonic() - started:.0f} s"
         )
         # Most kills must land during a run, or the test proves little.

@@ -347,6 +347,7 @@ ALLOWED_SQL_INTERPOLATIONS = {
         "self.parent.table",
         "self.spec.parent_ref.column",
     },
+    "db/children.py": {"SCHEMA", "spec.table", "spec.parent_column"},  # ChildSpec constants
     "status.py": {"entity"},  # a key of the schedule: validated entity names only
     # a constant table name; a role name checked by ROLE_NAME, then quoted by the server
     "db/schema.py": {"table", "ident", "role"},
@@ -416,8 +417,9 @@ def company_asked_for(sim: Simulator, path: str, query: str) -> int | None:
     if "company_id" in params:
         return int(params["company_id"])
     record_id = params.get("home_id") or params.get("property_id")
-    if record_id is None and path.rstrip("/").split("/")[-1].isdigit():
-        record_id = path.rstrip("/").split("/")[-1]  # /task/{id}
+    task_ids = [part for part in path.split("/") if part.isdigit()]
+    if record_id is None and task_ids:
+        record_id = task_ids[-1]  # /task/{id}, /task/{id}/comments, /task/{id}/requirements
     if record_id is None:
         return None
     index = int(record_id) // 10_000_000

@@ -20,6 +20,7 @@ FAST = {"http_max_attempts": 2, "http_retry_budget_s": 3}
 async def env(clean_db: asyncpg.Pool, base_settings: Settings) -> AsyncIterator[SyncEnv]:
     """Two small companies (6 properties each), batches of 5 records, 0.2 s heartbeats."""
     sim = Simulator(companies=2, scale="small", seed=23)
+    sim.faults.data_rate_limit_per_minute = None  # settings_for does not pace (100,000/min)
     async with served(base_settings, sim, **FAST, batch_size=5, heartbeat_s=0.2) as found:
         yield found
 
@@ -30,5 +31,6 @@ async def paged_env(clean_db: asyncpg.Pool, base_settings: Settings) -> AsyncIte
     scale = Scale(properties=8, reservations_per_property=15, tasks_per_property=40, people=25,
                   supplies=25, tags=6)  # fmt: skip
     sim = Simulator(companies=1, scale=scale, seed=5)
+    sim.faults.data_rate_limit_per_minute = None  # settings_for does not pace (100,000/min)
     async with served(base_settings, sim, **FAST, page_size=10) as found:
         yield found

@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from breezeway_daemon.db.runs import HOST, PID
-from breezeway_daemon.entities import ENTITY_NAMES
 from breezeway_daemon.sync import RunResult, run_batch
 from breezeway_sim import EntityRates, Rates
 
-from support.groundtruth import differences, stored
+from support.groundtruth import LISTED, differences, stored
 from support.runs import cursor, log_rows
 from support.syncenv import SyncEnv as Env
 
@@ -20,13 +19,13 @@ def _bad(results: list[RunResult]) -> list[tuple[str, str, str, str | None]]:
 
 async def test_run_all_equals_the_truth_and_a_second_run_changes_nothing(env: Env) -> None:
     regions = list(env.regions)
-    first = await run_batch(env.ctx, regions, ENTITY_NAMES, trigger="test")
+    first = await run_batch(env.ctx, regions, LISTED, trigger="test")
     assert _bad(first) == []
-    assert len(first) == len(regions) * len(ENTITY_NAMES)
+    assert len(first) == len(regions) * len(LISTED)
     assert await differences(env.pool, env.sim, env.regions) == []
     assert sum(r.counts.records_new for r in first) > 0
 
-    second = await run_batch(env.ctx, regions, ENTITY_NAMES, trigger="test")
+    second = await run_batch(env.ctx, regions, LISTED, trigger="test")
     assert _bad(second) == []
     changed = [(r.region, r.entity, r.counts) for r in second
                if r.counts.records_new or r.counts.records_updated or r.counts.records_deleted]  # fmt: skip
@@ -62,15 +61,15 @@ async def test_counts_in_the_log_match_what_changed(env: Env) -> None:
     """new/updated/deleted/processed/api_calls of a full run after the clock moved on."""
     region, company = "region_1", env.company("region_1")
     client = env.sim.companies[0].client_id
-    first = await run_batch(env.ctx, [region], ENTITY_NAMES)
+    first = await run_batch(env.ctx, [region], LISTED)
     assert _bad(first) == []
-    before = {e: env.sim.truth(company, e) for e in ENTITY_NAMES}
+    before = {e: env.sim.truth(company, e) for e in LISTED}
 
-    env.sim.rates = Rates(**{e: EntityRates(0.3, 0.3, 0.2) for e in ENTITY_NAMES})
+    env.sim.rates = Rates(**{e: EntityRates(0.3, 0.3, 0.2) for e in LISTED})
     env.sim.advance(hours=1)
     env.sim.faults.bad_records = {"no_id"}  # one rejected record per listing that carries them
     requests_before = env.sim.stats.client(client).data_requests
-    results = await run_batch(env.ctx, [region], ENTITY_NAMES, mode="full")
+    results = await run_batch(env.ctx, [region], LISTED, mode="full")
     assert _bad(results) == []
     assert sum(r.counts.api_calls_made for r in results) == (
         env.sim.stats.client(client).data_requests - requests_before
@@ -97,12 +96,12 @@ async def test_counts_in_the_log_match_what_changed(env: Env) -> None:
 async def test_an_incremental_run_makes_far_fewer_calls_than_a_full_one(paged_env: Env) -> None:
     env = paged_env
     regions = list(env.regions)
-    first = await run_batch(env.ctx, regions, ENTITY_NAMES)
+    first = await run_batch(env.ctx, regions, LISTED)
     assert _bad(first) == []
-    full = await run_batch(env.ctx, regions, ENTITY_NAMES, mode="full")
+    full = await run_batch(env.ctx, regions, LISTED, mode="full")
     assert _bad(full) == []
     env.sim.advance(hours=1)
-    incremental = await run_batch(env.ctx, regions, ENTITY_NAMES)
+    incremental = await run_batch(env.ctx, regions, LISTED)
     assert _bad(incremental) == []
     assert await differences(env.pool, env.sim, env.regions, ("properties", "people")) == []
 
@@ -121,13 +120,13 @@ async def test_after_the_clock_moves_incremental_catches_up_and_full_finds_delet
     env: Env,
 ) -> None:
     regions = list(env.regions)
-    assert _bad(await run_batch(env.ctx, regions, ENTITY_NAMES)) == []
-    before = {(r, e): env.sim.truth(c, e) for r, c in env.regions.items() for e in ENTITY_NAMES}
-    env.sim.rates = Rates(**{e: EntityRates(0.2, 0.3, 0.1) for e in ENTITY_NAMES})
+    assert _bad(await run_batch(env.ctx, regions, LISTED)) == []
+    before = {(r, e): env.sim.truth(c, e) for r, c in env.regions.items() for e in LISTED}
+    env.sim.rates = Rates(**{e: EntityRates(0.2, 0.3, 0.1) for e in LISTED})
     done = env.sim.advance(hours=2)
     assert all(sum(kind.values()) for per in done.values() for kind in per.values())
 
-    incremental = await run_batch(env.ctx, regions, ENTITY_NAMES)
+    incremental = await run_batch(env.ctx, regions, LISTED)
     assert _bad(incremental) == []
     # Creations and changes are all there; only deletions of incremental entities remain.
     for (region, entity), old in before.items():
@@ -144,7 +143,7 @@ async def test_after_the_clock_moves_incremental_catches_up_and_full_finds_delet
                      for r, c in env.regions.items()]  # fmt: skip
         assert any(lingering), f"no {entity} deleted: the test would prove nothing"
 
-    full = await run_batch(env.ctx, regions, ENTITY_NAMES, mode="full")
+    full = await run_batch(env.ctx, regions, LISTED, mode="full")
     assert _bad(full) == []
     assert await differences(env.pool, env.sim, env.regions) == []
     for entity in ("reservations", "tasks"):

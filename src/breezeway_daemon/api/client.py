@@ -92,6 +92,8 @@ class Request:
     region: str
     path: str
     params: dict[str, Any]
+    background: bool = False
+    """At the pacer's lower priority (the task details): see ``Pacer.slot``."""
 
     def error(self, cls: type[ApiError], message: str, **details: Any) -> ApiError:
         return cls(message, region=self.region, endpoint=self.path, params=self.params, **details)
@@ -168,13 +170,16 @@ class BreezewayClient:
         self._company_id: int | None = None
 
     # --- requests ---------------------------------------------------------------
-    async def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+    async def get(
+        self, path: str, params: Mapping[str, Any] | None = None, *, background: bool = False
+    ) -> Any:
         """GET ``path`` under the inventory base path and return its JSON.
 
         A 404 raises ``NotFound``; another 4xx ``PermanentApiError`` at once, with the
-        status, endpoint, parameters and the API's error body.
+        status, endpoint, parameters and the API's error body. ``background``: at the
+        pacer's lower priority, never taking a place a listing waits for.
         """
-        request = Request(self.region, path, dict(params or {}))
+        request = Request(self.region, path, dict(params or {}), background)
         response = await self._authenticated(request, RetryPolicy(self.settings))
         status = response.status_code
         if status < 300:
@@ -240,7 +245,7 @@ class BreezewayClient:
 
     async def _send(self, request: Request, token: str) -> Sent:
         """Send-once layer: one GET under the credential's pacer, counted into the run."""
-        async with self.pacer.slot():
+        async with self.pacer.slot(request.background):
             counter = _counter.get()
             if counter is not None:
                 counter.calls += 1

@@ -20,6 +20,10 @@ log = structlog.get_logger(__name__)
 # A quarter second more than the API's minute absorbs a difference between our
 # clock's rate and the server's.
 WINDOW_S = 60.25
+# Background requests (task details) leave this share of the limit to listings, and look
+# again at this interval while they wait.
+BACKGROUND_RESERVE = 0.2
+BACKGROUND_POLL_S = 0.05
 
 
 class Pacer:
@@ -50,6 +54,7 @@ class Pacer:
         self._slots = asyncio.Semaphore(max_in_flight)
         self._admit = asyncio.Lock()
         self._blocked_until = 0.0
+        self._foreground_waiting = 0
         self.waited_s = 0.0
 
     def reconfigure(self, requests_per_minute: float | None, max_in_flight: int) -> None:
@@ -75,17 +80,54 @@ class Pacer:
             log.warning("api_rate_limited", wait_s=round(seconds, 1))
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Wait for a place under every limit, then hold it for one request."""
-        async with self._slots:
-            counted = await self._wait_turn()
-            try:
-                yield
-            finally:
-                if counted:
-                    self._open -= 1
-                    heapq.heappush(self._ended, time.monotonic())
-                    self._answered.set()
+    async def slot(self, background: bool = False) -> AsyncIterator[None]:
+        """Wait for a place under every limit, then hold it for one request.
+
+        ``background`` (the task details): first wait until no other request is waiting
+        and the window has ``BACKGROUND_RESERVE`` of the limit free, so that background
+        requests never take a place a listing waits for, and a listing that starts
+        finds room at once."""
+        waiting = not background
+        if background:
+            await self._background_turn()
+        else:
+            self._foreground_waiting += 1
+        try:
+            async with self._slots:
+                counted = await self._wait_turn()
+                if waiting:
+                    self._foreground_waiting -= 1
+                    waiting = False
+                try:
+                    yield
+                finally:
+                    if counted:
+                        self._open -= 1
+                        heapq.heappush(self._ended, time.monotonic())
+                        self._answered.set()
+        finally:
+            if waiting:
+                self._foreground_waiting -= 1
+
+    async def _background_turn(self) -> None:
+        """Wait until a background request takes nothing a listing request could use: none
+        is waiting, a place in flight is free (taken at once, no queueing ahead of a later
+        listing request), the window has room beyond the reserve, and no 429 wait holds."""
+        while True:
+            now = time.monotonic()
+            wait = self._blocked_until - now
+            if self._foreground_waiting or self._slots.locked():
+                wait = max(wait, BACKGROUND_POLL_S)
+            if self.limit is not None:
+                ended = self._ended
+                while ended and ended[0] + self.window_s <= now:
+                    heapq.heappop(ended)
+                if self._open + len(ended) >= self.limit * (1 - BACKGROUND_RESERVE):
+                    wait = max(wait, ended[0] + self.window_s - now if ended else 0.0)
+                    wait = wait or BACKGROUND_POLL_S  # all still out: look again shortly
+            if wait <= 0:
+                return
+            await asyncio.sleep(min(wait, BACKGROUND_POLL_S))
 
     async def _wait_turn(self) -> bool:
         """Wait for this request's turn; True when it counts against the rate limit."""

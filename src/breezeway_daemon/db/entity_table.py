@@ -104,21 +104,22 @@ class EntityTable:
 
     async def upsert(
         self, conn: asyncpg.Connection, region: str, rows: list[tuple[Any, ...]], fixed: list[Any]
-    ) -> tuple[int, int, int]:
-        """Write rows through the staging table; returns (new, updated, unchanged)."""
+    ) -> tuple[int, int, int, set[int]]:
+        """Write rows through the staging table; returns (new, updated, unchanged) and the
+        ids of the rows written (an older version of a row is skipped, not written)."""
         await conn.execute(self.create_staging)
         await conn.copy_records_to_table(self.staging, records=rows, columns=self.copy_columns)
         written = await conn.fetch(self.upsert_statement)
         new = sum(1 for row in written if row["inserted"])
         skipped = len(rows) - len(written)
+        done = {row["id"] for row in written}
         if skipped:
             # The upsert's WHERE skipped rows another writer stored meanwhile with
             # the same content: they are unchanged, and were received now.
             id_position = len(self.key) - 1
-            done = {row["id"] for row in written}
             same = [row[id_position] for row in rows if row[id_position] not in done]
             await conn.execute(self.touch, region, same, *fixed)
-        return new, len(written) - new, skipped
+        return new, len(written) - new, skipped, done
 
     async def missing_parents(
         self, conn: asyncpg.Connection, region: str, parent_ids: set[int]

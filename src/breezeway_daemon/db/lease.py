@@ -336,6 +336,7 @@ def _logged(counts: RunCounts) -> dict[str, int]:
         "updated": counts.records_updated,
         "deleted": counts.records_deleted,
         "rejected": counts.records_rejected,
+        "items_rejected": counts.items_rejected,
         "api_calls": counts.api_calls_made,
     }
 

@@ -23,6 +23,7 @@ from breezeway_daemon.db.batch import (
     typed_rows,
     without_orphans,
 )
+from breezeway_daemon.db.children import write_embedded
 from breezeway_daemon.db.entity_table import entity_table, typed_column_sql
 from breezeway_daemon.db.rejections import Rejection, orphan_reason, store_rejections
 from breezeway_daemon.db.runs import RunCounts
@@ -258,7 +259,11 @@ class Loader:
                         Rejection(record, orphan_reason(self.spec, record, defaults))
                         for record in orphaned
                     )
-        new, updated, unchanged = await self._write(conn, new_rows, changed_rows, fixed)
+        new, updated, unchanged, written = await self._write(conn, new_rows, changed_rows, fixed)
+        # Child tables (db/children.py): replaced for the new and changed parents only.
+        result.items_rejected = await write_embedded(
+            conn, self.table, self.region, self.run_id, new_rows, written
+        )
         result.records_new += new
         result.records_updated += updated
         result.records_unchanged += unchanged
@@ -300,8 +305,9 @@ class Loader:
         new_rows: list[Row],
         changed_rows: list[Row],
         fixed: list[Any],
-    ) -> tuple[int, int, int]:
-        """Write new and changed rows; returns (new, updated, unchanged).
+    ) -> tuple[int, int, int, list[Row]]:
+        """Write new and changed rows; returns (new, updated, unchanged) and the changed
+        rows written (an older version of a stored row is not).
 
         Rows whose key was not stored a moment ago are COPYed straight into the
         table, which saves parsing their jsonb twice. Should another writer have
@@ -313,11 +319,13 @@ class Loader:
             await self.table.copy_new(conn, [row for row, _ in new_rows])
             new = len(new_rows)
         if not changed_rows:
-            return new, 0, 0
-        upserted_new, updated, unchanged = await self.table.upsert(
+            return new, 0, 0, []
+        upserted_new, updated, unchanged, ids = await self.table.upsert(
             conn, self.region, [row for row, _ in changed_rows], fixed
         )
-        return new + upserted_new, updated, unchanged
+        id_at = len(self.table.key) - 1
+        written = [(row, entry) for row, entry in changed_rows if row[id_at] in ids]
+        return new + upserted_new, updated, unchanged, written
 
 
 def _is_closed(conn: asyncpg.Connection) -> bool:

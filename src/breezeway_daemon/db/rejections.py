@@ -23,6 +23,9 @@ COLUMNS = ("region_code", "entity_type", "record_id", "reason", "raw", "run_id")
 class Rejection:
     record: Any
     reason: str
+    record_id: str | None = None
+    """What ``rejected_records.record_id`` shows instead of the record's id (a child item:
+    ``<parent id>[<position>]``, or its parent's id for a whole value)."""
 
 
 def orphan_reason(spec: EntitySpec, record: Mapping[str, Any], defaults: Mapping[str, Any]) -> str:
@@ -45,8 +48,9 @@ async def store_rejections(
     rows = []
     for rejection in rejections:
         record = rejection.record
-        raw = serialize(record)[1] if isinstance(record, Mapping | list) else None
-        rows.append((region, entity, display_id(record), rejection.reason, raw, run_id))
+        raw = serialize(record)[1] if record is not None else None
+        shown = rejection.record_id or display_id(record)
+        rows.append((region, entity, shown, rejection.reason, raw, run_id))
     await conn.copy_records_to_table(
         "rejected_records", schema_name=SCHEMA, records=rows, columns=COLUMNS
     )

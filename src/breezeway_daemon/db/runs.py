@@ -79,6 +79,8 @@ class RunCounts:
     records_unchanged: int = 0
     records_deleted: int = 0
     records_rejected: int = 0
+    items_rejected: int = 0
+    """Child items (db/children.py) rejected while their parents were stored."""
     api_calls_made: int = 0
 
     def add(self, other: RunCounts, *, processed: bool = True) -> None:
@@ -206,7 +208,7 @@ async def finish_run(
             records_processed = $3, records_new = $4, records_updated = $5,
             records_unchanged = $6, records_deleted = $7, records_rejected = $8,
             api_calls_made = $9, error_message = $10, heartbeat_at = now(),
-            cursor_from = $11, cursor_to = $12
+            cursor_from = $11, cursor_to = $12, items_rejected = $13
         WHERE id = $1 AND sync_status = 'running'
         """,
         run_id,
@@ -221,6 +223,7 @@ async def finish_run(
         error,
         cursor_from,
         cursor_to,
+        counts.items_rejected,
     )
 
 

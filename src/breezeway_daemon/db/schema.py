@@ -113,6 +113,9 @@ READONLY_ROLE = "breezeway_readonly"
 READONLY_TABLES = (
     "properties", "reservations", "tasks", "people", "supplies", "tags",
     "etl_sync_log", "sync_cursors", "rejected_records",
+    # migration 005: child tables and the task details' fetch record
+    "property_photos", "reservation_guests", "task_assignments", "task_photos", "task_tags",
+    "task_costs", "task_supplies", "task_comments", "task_requirements", "task_details_fetches",
 )  # fmt: skip
 """What analysts read: never ``api_tokens`` (valid API credentials), nor the alert tables."""
 ROLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")

@@ -29,7 +29,7 @@ import structlog
 
 from breezeway_daemon.api.client import ListingStats
 from breezeway_daemon.db.runs import RunStatus
-from breezeway_daemon.entities import RESYNC_ENTITIES, EntitySpec, ListingMode, entity
+from breezeway_daemon.entities import RESYNC_ENTITIES, EntitySpec, entity
 from breezeway_daemon.errors import ErrorKind, describe
 from breezeway_daemon.sync.polling import plan_task_polls
 
@@ -317,20 +317,6 @@ class DateRangePerParent(Listing):
             gone,
         )
         self.run.counts.records_deleted += int(status.split()[-1])
-
-
-LISTINGS: dict[ListingMode, type[Listing]] = {
-    ListingMode.FULL: FullListing,
-    ListingMode.UPDATED_SINCE: UpdatedSince,
-    ListingMode.UPDATED_DATE_RANGE_PER_PARENT: DateRangePerParent,
-}
-if set(LISTINGS) != set(ListingMode):
-    raise RuntimeError("every ListingMode needs its listing strategy in LISTINGS")
-
-
-def listing_for(run: EntitySync) -> Listing:
-    """The listing strategy of the run's entity."""
-    return LISTINGS[run.spec.mode](run)
 
 
 def _api_datetime(moment: datetime) -> str:

@@ -25,9 +25,25 @@ from breezeway_daemon.db import runs
 from breezeway_daemon.db.lease import RunLease, RunNotStarted
 from breezeway_daemon.db.loader import Loader, LoadResult
 from breezeway_daemon.db.runs import RequestMode, RunCounts
-from breezeway_daemon.entities import ENTITIES, EntitySpec
+from breezeway_daemon.entities import ENTITIES, EntitySpec, ListingMode
 from breezeway_daemon.sync.context import RunResult, SyncContext, SyncRequest
-from breezeway_daemon.sync.listings import listing_for
+from breezeway_daemon.sync.details import TaskDetails
+from breezeway_daemon.sync.listings import (
+    DateRangePerParent,
+    FullListing,
+    Listing,
+    UpdatedSince,
+)
+
+LISTINGS: dict[ListingMode, type[Listing]] = {
+    ListingMode.FULL: FullListing,
+    ListingMode.UPDATED_SINCE: UpdatedSince,
+    ListingMode.UPDATED_DATE_RANGE_PER_PARENT: DateRangePerParent,
+    ListingMode.DETAILS_PER_RECORD: TaskDetails,
+}
+"""The listing strategy of each ``ListingMode`` (``sync.listings``, ``sync.details``)."""
+if set(LISTINGS) != set(ListingMode):
+    raise RuntimeError("every ListingMode needs its listing strategy in LISTINGS")
 
 
 class RunInterrupted(Exception):
@@ -75,7 +91,7 @@ class EntitySync:
 
     async def _fetch(self) -> datetime | None:
         """Fetch and store; returns the new cursor (or None when the cursor must not move)."""
-        listing = listing_for(self)
+        listing = LISTINGS[self.spec.mode](self)
         if self.request.mode is RequestMode.RESYNC:
             assert self.request.since is not None  # checked by SyncRequest
             until = self.request.until or datetime.now(UTC).date()
@@ -148,12 +164,12 @@ class EntitySync:
                 if len(batch) >= size:
                     await pipeline.submit(batch)
                     batch = []
-                    self._stop_if_requested()
+                    self.stop_if_requested()
             if batch:
                 await pipeline.submit(batch)
         return kept_orphans
 
-    def _stop_if_requested(self) -> None:
+    def stop_if_requested(self) -> None:
         """Between batch transactions: end the run if the process is stopping."""
         if self.ctx.stopping.is_set():
             raise RunInterrupted(self.lease.cancel_reason)

@@ -1,0 +1,270 @@
+"""Child tables: a parent's embedded arrays (and a task's fetched details) stored as row sets.
+
+Children are described as data, one ``ChildSpec`` per table (the idea of dlt's rest_api
+child resources): the parent entity, the array's field in the parent record (or ``None`` for
+an array fetched on its own, the task details), whether items are keyed by their own id or
+by their position, and the typed columns analysts query. See migrations/005.
+
+``ChildWriter.replace`` replaces the children of the given parents as sets, on the caller's
+connection and so inside the caller's transaction: the parents' rows are deleted and the
+current items COPYed in. The loader calls it for new and changed parents only (an unchanged
+parent costs nothing more). An item that cannot be stored does not fail anything: it goes
+to ``rejected_records`` (``entity_type`` = the child table) with the reason, and the rest of
+its set is stored. So for every set, items received = rows stored + items rejected (a
+value that is not an array counts as one rejected item and leaves an empty set).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from breezeway_daemon.db.batch import Row
+from breezeway_daemon.db.entity_table import SCHEMA, EntityTable
+from breezeway_daemon.db.rejections import Rejection, store_rejections
+from breezeway_daemon.entities import Column, ColumnType
+from breezeway_daemon.records import (
+    RecordRejected,
+    column_reader,
+    dumps,
+    serialize,
+    to_bigint,
+)
+
+Derived = tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...]
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """One child table: where its items come from and how they are keyed and typed."""
+
+    table: str
+    parent: str  # the parent entity
+    parent_column: str  # the column holding the parent's id
+    source: str | None  # the parent record's array field; None: fetched separately
+    id_column: str | None = "id"  # the column of the item's own ``id``; None: keyed by position
+    columns: tuple[Column, ...] = ()
+    derived: Derived = ()  # columns computed from the item (arrays, counts)
+
+    @property
+    def copy_columns(self) -> tuple[str, ...]:
+        own = (self.id_column,) if self.id_column else ()
+        typed = tuple(c.name for c in self.columns) + tuple(name for name, _ in self.derived)
+        return ("region_code", self.parent_column, *own, "position", *typed, "raw")
+
+
+def _text(*names: str) -> tuple[Column, ...]:
+    return tuple(Column(name, ColumnType.TEXT) for name in names)
+
+
+def _strings(item: Mapping[str, Any], name: str) -> list[str] | None:
+    value = item.get(name)
+    if value is None:
+        return None
+    values = value if isinstance(value, list) else [value]
+    return [v if isinstance(v, str) else dumps(v).decode() for v in values]
+
+
+def _count(item: Mapping[str, Any], name: str) -> int:
+    value = item.get(name)
+    return len(value) if isinstance(value, list) else 0
+
+
+CHILDREN: tuple[ChildSpec, ...] = (
+    ChildSpec(
+        "property_photos", "properties", "property_id", "photos",
+        columns=(*_text("url", "original_url", "caption"),
+                 Column("is_default", ColumnType.BOOLEAN, ("default",))),
+    ),
+    ChildSpec(
+        "reservation_guests", "reservations", "reservation_id", "guests", id_column=None,
+        columns=_text("first_name", "last_name", "email", "phone"),
+    ),
+    ChildSpec(
+        "task_assignments", "tasks", "task_id", "assignments",
+        columns=(Column("assignee_id", ColumnType.BIGINT),
+                 Column("assignee_name", ColumnType.TEXT, ("name",)),
+                 Column("employee_code", ColumnType.TEXT),
+                 Column("expires_at", ColumnType.TIMESTAMPTZ),
+                 Column("status", ColumnType.TEXT, ("type_task_user_status",))),
+    ),
+    ChildSpec("task_photos", "tasks", "task_id", "photos", columns=_text("url", "caption")),
+    ChildSpec("task_tags", "tasks", "task_id", "task_tags", "tag_id", columns=_text("name")),
+    ChildSpec(
+        "task_costs", "tasks", "task_id", "costs",
+        columns=(Column("cost", ColumnType.NUMERIC), Column("description", ColumnType.TEXT),
+                 Column("type_code", ColumnType.TEXT, ("type_cost", "code")),
+                 Column("created_at", ColumnType.TIMESTAMPTZ)),
+    ),
+    ChildSpec(
+        "task_supplies", "tasks", "task_id", "supplies",
+        columns=(Column("supply_id", ColumnType.BIGINT), Column("name", ColumnType.TEXT),
+                 Column("quantity", ColumnType.NUMERIC), Column("unit_cost", ColumnType.NUMERIC),
+                 Column("total_price", ColumnType.NUMERIC)),
+    ),
+    # the task details (GET /task/{id}/comments, /requirements): fetched, not embedded
+    ChildSpec(
+        "task_comments", "tasks", "task_id", None,
+        columns=(Column("comment", ColumnType.TEXT), Column("created_at", ColumnType.TIMESTAMPTZ),
+                 Column("created_by_id", ColumnType.BIGINT, ("created_by", "id")),
+                 Column("created_by_name", ColumnType.TEXT, ("created_by", "name"))),
+    ),
+    ChildSpec(
+        "task_requirements", "tasks", "task_id", None, id_column=None,
+        columns=(*_text("section_name", "response", "type_requirement"),
+                 Column("photo_required", ColumnType.BOOLEAN),
+                 *_text("note", "home_element_name")),
+        derived=(("action", lambda item: _strings(item, "action")),
+                 ("photo_count", lambda item: _count(item, "photos"))),
+    ),
+)  # fmt: skip
+CHILD_TABLES = {spec.table: spec for spec in CHILDREN}
+EMBEDDED: dict[str, tuple[ChildSpec, ...]] = {}
+for _spec in CHILDREN:
+    if _spec.source is not None:
+        EMBEDDED[_spec.parent] = (*EMBEDDED.get(_spec.parent, ()), _spec)
+DETAILS = ("task_comments", "task_requirements")
+
+
+@dataclass
+class ChildSets:
+    """Rows of one child table for some parents, ready to COPY, and the items turned away."""
+
+    spec: ChildSpec
+    parents: list[int] = field(default_factory=list)
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    received: int = 0
+
+    def add(self, region: str, parent_id: int, items: Any) -> None:
+        """Read one parent's items (``None``: no children)."""
+        spec = self.spec
+        self.parents.append(parent_id)
+        if items is None:
+            return
+        if not isinstance(items, list):
+            self.received += 1
+            what = spec.source or spec.table.removeprefix("task_")
+            reason = f"{what} is a {type(items).__name__}, not an array"
+            self.rejections.append(Rejection(items, reason, str(parent_id)))
+            return
+        reader = column_reader(spec.columns)
+        seen: set[int] = set()
+        for position, item in enumerate(items):
+            self.received += 1
+            try:
+                if not isinstance(item, dict):
+                    raise RecordRejected(
+                        f"item {position} is a {type(item).__name__}, not an object"
+                    )
+                own: tuple[Any, ...] = ()
+                if spec.id_column:
+                    if item.get("id") is None:
+                        raise RecordRejected(f"item {position} has no id")
+                    try:
+                        item_id = to_bigint(item["id"])
+                    except ValueError as err:
+                        raise RecordRejected(f"item {position}: id: {err}") from None
+                    if item_id in seen:
+                        raise RecordRejected(f"item {position} repeats id {item_id}")
+                    seen.add(item_id)
+                    own = (item_id,)
+                values = reader.values(item, {})
+            except RecordRejected as err:
+                self.rejections.append(Rejection(item, str(err), f"{parent_id}[{position}]"))
+                continue
+            clean, data = serialize(item)  # NUL characters removed, as in the parent
+            if clean is not item:
+                values = reader.values(clean, {})
+            derived = [compute(clean) for _, compute in spec.derived]
+            self.rows.append((region, parent_id, *own, position, *values, *derived, data))
+
+
+async def child_counts(pool: asyncpg.Pool) -> dict[str, int]:
+    """Rows of each child table, all regions together (the demo shows them)."""
+    counts = " UNION ALL ".join(
+        f"SELECT '{spec.table}' AS child, count(*) AS n FROM {SCHEMA}.{spec.table}"
+        for spec in CHILDREN
+    )
+    return {row["child"]: row["n"] for row in await pool.fetch(counts)}
+
+
+async def write_embedded(
+    conn: asyncpg.Connection,
+    table: EntityTable,
+    region: str,
+    run_id: int | None,
+    new_rows: list[Row],
+    changed_rows: list[Row],
+) -> int:
+    """Replace the embedded children of the parents just written (the loader's new and
+    changed rows), in the loader's transaction; returns the items rejected."""
+    entity = table.spec.name
+    if entity not in EMBEDDED:
+        return 0
+    id_at = table.key.index("id")
+    writer = ChildWriter(region, run_id)
+    rejected = 0
+    for rows, fresh in ((new_rows, True), (changed_rows, False)):
+        if rows:
+            sets = writer.embedded(entity, [(row[id_at], entry.record) for row, entry in rows])
+            rejected += await writer.replace(conn, sets, fresh=fresh)
+    return rejected
+
+
+class ChildWriter:
+    """Replaces child sets of one region; statements built once per child table."""
+
+    def __init__(self, region: str, run_id: int | None = None) -> None:
+        self.region = region
+        self.run_id = run_id
+
+    def embedded(
+        self, entity: str, parents: Iterable[tuple[int, Mapping[str, Any]]]
+    ) -> list[ChildSets]:
+        """The child sets of the embedded arrays of ``entity``'s records (id, record)."""
+        specs = EMBEDDED.get(entity, ())
+        if not specs:
+            return []
+        sets = [ChildSets(spec) for spec in specs]
+        for parent_id, record in parents:
+            for child in sets:
+                assert child.spec.source is not None
+                child.add(self.region, parent_id, record.get(child.spec.source))
+        return sets
+
+    def fetched(self, table: str, parents: Mapping[int, Any]) -> ChildSets:
+        """The child set of a fetched table (``task_comments``) from ``{parent id: answer}``."""
+        child = ChildSets(CHILD_TABLES[table])
+        for parent_id, items in parents.items():
+            child.add(self.region, parent_id, items)
+        return child
+
+    async def replace(
+        self, conn: asyncpg.Connection, sets: Iterable[ChildSets], *, fresh: bool = False
+    ) -> int:
+        """Replace each set's parents' children with its rows, in the caller's transaction.
+
+        ``fresh``: the parents are new, so none has children yet (no delete needed).
+        Returns the number of items rejected."""
+        rejected = 0
+        for child in sets:
+            spec = child.spec
+            if child.parents and not fresh:
+                await conn.execute(
+                    f"DELETE FROM {SCHEMA}.{spec.table} "
+                    f"WHERE region_code = $1 AND {spec.parent_column} = ANY($2::bigint[])",
+                    self.region,
+                    child.parents,
+                )
+            if child.rows:
+                await conn.copy_records_to_table(
+                    spec.table, schema_name=SCHEMA, records=child.rows, columns=spec.copy_columns
+                )
+            if child.rejections:
+                await store_rejections(conn, self.region, spec.table, self.run_id, child.rejections)
+                rejected += len(child.rejections)
+        return rejected
