@@ -188,7 +188,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             task_quiet_poll_every=args.quiet_every,
             http_timeout_s=30,
         )
-        hourly = list(settings.hourly_entities)
+        # The listings only: task details have their own budget and benchmark (bench/details.py).
+        hourly = [name for name in settings.hourly_entities if name != "task_details"]
         daily = list(settings.daily_entities) + hourly
         print(f"regions: {args.companies} ({args.scale} scale, simulator ready in "
               f"{sim.prepare_s:.1f} s), latency {latency * 1000:.1f} ms, rate limit {rate}/min "
