@@ -70,6 +70,11 @@ def error_response(exc: ApiError) -> Response:
     return json_response({"error": exc.error, "description": exc.description}, exc.status)
 
 
+def token_echoed(token: str) -> ApiError:
+    """The ``echo_token_paths`` fault: a 422 whose message quotes the caller's token."""
+    return ApiError(422, "Unprocessable Entity", f"the credential {token} may not do this")
+
+
 def rate_limited(seconds: float, header: bool) -> Response:
     body = {"details": {"message": "Rate limit exceeded", "retry_after": retry_after_text(seconds)}}
     headers = {"Retry-After": str(max(1, math.ceil(seconds)))} if header else None
@@ -165,6 +170,8 @@ class Handlers:
         if wait is not None:
             stats.auth_rate_limited += 1
             return rate_limited(wait, header=True)
+        if sim.faults.echoes_token(request.scope["path"]):
+            return error_response(token_echoed(token))
         if company.company_id in sim.disabled:
             return json_response({"error": "inactive client"})
         try:
@@ -226,6 +233,8 @@ class Handlers:
         if wait is not None:
             stats.rate_limited += 1
             raise _Early(rate_limited(wait, header=False))
+        if faults.echo_token_paths and faults.echoes_token(request.scope["path"]):
+            raise token_echoed(token)
         if faults.error_rate > 0 and sim.fault_rng.random() < faults.error_rate:
             stats.server_errors += 1
             status = sim.fault_rng.choice((500, 502, 503, 504))

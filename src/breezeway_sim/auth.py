@@ -9,6 +9,9 @@ A token is valid while its signature checks, its ``exp`` is in the future, its `
 client's current generation (``revoke`` bumps it: every token issued before stops working) and,
 for a refresh token, it has not been used yet (rotation: a refresh answers a new pair and the
 old refresh token is dead). Access tokens are not invalidated by a new login or a refresh.
+
+``TokenAuthority.opaque = True``: tokens are issued as opaque random strings (no dots, not
+JWT-shaped), each mapped to its JWT on the server side; everything else stays the same.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import hashlib
 import hmac
 import itertools
 import math
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -87,6 +91,8 @@ class TokenAuthority:
         self._state = {c.client_id: _ClientTokens(live_refresh=set()) for c in companies}
         self._ids = itertools.count(1)
         self._verified: dict[str, dict[str, Any]] = {}
+        self.opaque = False
+        self._opaque: dict[str, str] = {}  # opaque token -> the JWT it stands for
 
     def company_of(self, client_id: str) -> Company | None:
         return self._by_client.get(client_id)
@@ -114,12 +120,24 @@ class TokenAuthority:
         assert state.live_refresh is not None
         state.live_refresh.add(refresh_jti)
         return {
-            "access_token": encode_jwt(access, self._key),
-            "refresh_token": encode_jwt(refresh, self._key),
+            "access_token": self._issued(encode_jwt(access, self._key)),
+            "refresh_token": self._issued(encode_jwt(refresh, self._key)),
         }
+
+    def _issued(self, jwt: str) -> str:
+        if not self.opaque:
+            return jwt
+        token = secrets.token_hex(24)
+        self._opaque[token] = jwt
+        return token
+
+    def _jwt(self, token: str) -> str:
+        """The JWT an opaque token stands for (a JWT stands for itself)."""
+        return self._opaque.get(token, token)
 
     def _claims(self, token: str) -> dict[str, Any]:
         # Every data request checks its token: remember the signature checks already done.
+        token = self._jwt(token)
         claims = self._verified.get(token)
         if claims is None:
             claims = decode_jwt(token, self._key)
@@ -149,7 +167,7 @@ class TokenAuthority:
     def peek_client(self, token: str) -> Company | None:
         """The company named by a correctly signed token, valid or not (for limits, stats)."""
         try:
-            claims = decode_jwt(token, self._key)
+            claims = decode_jwt(self._jwt(token), self._key)
         except TokenError:
             return None
         return self._by_client.get(str(claims.get("sub")))
@@ -166,7 +184,7 @@ class TokenAuthority:
     def rotate(self, token: str, access_ttl_s: float, refresh_ttl_s: float) -> dict[str, str]:
         """Use up a live refresh token and answer a new pair."""
         company = self.check_refresh(token)
-        claims = decode_jwt(token, self._key)
+        claims = decode_jwt(self._jwt(token), self._key)
         live = self._state[company.client_id].live_refresh
         assert live is not None
         live.discard(claims["jti"])

@@ -17,6 +17,9 @@ Fields (change them at any time, in-process or with ``POST /_sim/faults`` in con
 ``access_token_ttl_s``        default 86400; ``refresh_token_ttl_s`` default 30 days. Read when
                               a token is issued.
 ``page_limit_cap``            the largest ``limit`` a paged listing honours (default 100).
+``echo_token_paths``          path endings (``"/supplies"``, ``"/refresh"``): a data request or
+                              refresh whose path ends with one answers 422 with a body that
+                              quotes the caller's token (a careless API's error message).
 ``fail_property_tasks``       property ids whose ``GET /task/`` listing answers 500.
 ``shift_while_paging``        N > 0: each request for page >= 2 of a paged listing first
                               creates N records that the listing includes and changes N of them
@@ -94,6 +97,7 @@ class Faults:
     refresh_token_ttl_s: float = 30 * 86400.0
     page_limit_cap: int = 100
     fail_property_tasks: set[int] = field(default_factory=set)
+    echo_token_paths: set[str] = field(default_factory=set)
     shift_while_paging: int = 0
     delete_while_paging: int = 0
     bad_records: set[str] = field(default_factory=set)
@@ -134,6 +138,10 @@ class Faults:
                 return burst.retry_after_s
         return None
 
+    def echoes_token(self, path: str) -> bool:
+        """Whether a request of ``path`` answers 422 quoting its token."""
+        return any(path.rstrip("/").endswith(end.rstrip("/")) for end in self.echo_token_paths)
+
     def update(self, **changes: Any) -> None:
         """Set several fields at once, checking names, kinds and types (for ``/_sim/faults``)."""
         known = {f.name for f in fields(self)} - {"bursts"}
@@ -147,6 +155,8 @@ class Faults:
                 if bad:
                     raise ValueError(f"unknown bad record kinds: {', '.join(sorted(bad))}")
                 value = kinds
+            elif name == "echo_token_paths":
+                value = {str(v) for v in value}
             elif name == "fail_property_tasks":
                 value = {int(v) for v in value}
             elif name in ("data_rate_limit_per_minute", "auth_rate_limit_per_minute"):

@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import signal
-import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from breezeway_sim import BAD_RECORD_KINDS, Scale, Simulator
 from support.cli import run_cli
 from support.daemon import DaemonProcess, NotifySocket
 from support.database import with_password
-from support.leaks import find_leaks
+from support.leaks import bundle_files, database_outputs, find_leaks
 from support.mail import SmtpServer
 from support.recorder import record_issued_tokens, serve_recorded
 from support.simenv import daemon_env_file_text, regions_for, settings_for, write_private
@@ -81,31 +80,6 @@ def revoke_after(sim: Simulator, company_index: int, requests: int, armed: dict[
                 armed["revoked"] = True
 
     return hook
-
-
-async def database_outputs(pool: asyncpg.Pool) -> dict[str, str]:
-    """Every text the database keeps about runs, rejections, tokens' errors and alerts."""
-    queries = {
-        "etl_sync_log": "SELECT t::text FROM breezeway.etl_sync_log t",
-        "rejected_records.reason": "SELECT reason FROM breezeway.rejected_records",
-        "api_tokens.last_error": "SELECT last_error FROM breezeway.api_tokens WHERE last_error IS NOT NULL",
-        "alert_history": "SELECT t::text FROM breezeway.alert_history t",
-    }
-    return {
-        name: "\n".join(str(row[0]) for row in await pool.fetch(query))
-        for name, query in queries.items()
-    }
-
-
-def bundle_files(path: Path) -> dict[str, str]:
-    with tarfile.open(path) as tar:
-        return {
-            f"bundle:{member.name.split('/', 1)[1]}": tar.extractfile(member)
-            .read()
-            .decode(errors="replace")  # type: ignore[union-attr]
-            for member in tar.getmembers()
-            if member.isfile()
-        }
 
 
 async def test_no_secret_or_token_in_any_output_of_faulty_syncs(

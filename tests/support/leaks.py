@@ -1,8 +1,13 @@
-"""Which secret shows up in which output: a secret itself, or for a JWT a telling part of it."""
+"""Which secret shows up in which output: a secret itself, or for a JWT a telling part of it;
+and the outputs to search (the database's texts, a bundle's files)."""
 
 from __future__ import annotations
 
+import tarfile
 from collections.abc import Mapping
+from pathlib import Path
+
+import asyncpg
 
 
 def needles(secret: str) -> list[str]:
@@ -23,3 +28,28 @@ def find_leaks(outputs: Mapping[str, str], secrets: Mapping[str, str]) -> list[s
             if any(needle in text for needle in needles(secret)):
                 leaks.append(f"{name} in {output}")
     return leaks
+
+
+async def database_outputs(pool: asyncpg.Pool) -> dict[str, str]:
+    """Every text the database keeps about runs, rejections, tokens' errors and alerts."""
+    queries = {
+        "etl_sync_log": "SELECT t::text FROM breezeway.etl_sync_log t",
+        "rejected_records.reason": "SELECT reason FROM breezeway.rejected_records",
+        "api_tokens.last_error": "SELECT last_error FROM breezeway.api_tokens WHERE last_error IS NOT NULL",
+        "alert_history": "SELECT t::text FROM breezeway.alert_history t",
+    }
+    return {
+        name: "\n".join(str(row[0]) for row in await pool.fetch(query))
+        for name, query in queries.items()
+    }
+
+
+def bundle_files(path: Path) -> dict[str, str]:
+    with tarfile.open(path) as tar:
+        return {
+            f"bundle:{member.name.split('/', 1)[1]}": tar.extractfile(member)
+            .read()
+            .decode(errors="replace")  # type: ignore[union-attr]
+            for member in tar.getmembers()
+            if member.isfile()
+        }

@@ -19,7 +19,10 @@ Renewing a token:
   ``LOGIN_COOLDOWN_S`` (so a batch does not loop on it); a refresh answered
   "inactive client" is final too (no login after it);
 - a token is renewed ``token_renew_margin_s`` before its expiry, or half-way
-  through its life when it lives less than twice that (never on every call).
+  through its life when it lives less than twice that (never on every call);
+- every token obtained or read from the table is held for masking
+  (``redact.hold_tokens``): an API error that echoes it, in whatever form, loses it
+  before it reaches a log line, an alert, ``last_error`` or the sync log.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from breezeway_daemon import metrics
 from breezeway_daemon.api.errors import AuthError, CredentialsRejected
 from breezeway_daemon.config import RegionSettings, Settings
 from breezeway_daemon.errors import describe
+from breezeway_daemon.redact import hold_tokens
 
 log = structlog.get_logger(__name__)
 
@@ -148,6 +152,7 @@ class TokenCache:
     def _usable(self, row: asyncpg.Record | None, config: RegionSettings) -> str | None:
         if row is None or row["access_token"] is None or row["token_expires_at"] is None:
             return None
+        hold_tokens(row["access_token"])
         if row["credential_fingerprint"] != credential_fingerprint(config):
             return None
         margin = timedelta(seconds=self.settings.token_renew_margin_s)
@@ -292,6 +297,7 @@ class TokenCache:
     ) -> tuple[str, str | None]:
         """New tokens: by refresh when possible, else by login."""
         refresh = row["refresh_token"] if row is not None else None
+        hold_tokens(refresh)
         refresh_ok = (
             refresh is not None
             and row is not None
@@ -303,7 +309,7 @@ class TokenCache:
                 region, REFRESH_PATH, headers={"Authorization": f"JWT {refresh}"}
             )
             if answer is not None and answer.get("access_token"):
-                return answer["access_token"], answer.get("refresh_token")
+                return _held(answer)
             if answer is not None and answer.get("error") == "inactive client":
                 # A login would say the same, after waiting out the auth rate limit.
                 raise self._reject(region, config, answer)
@@ -315,7 +321,7 @@ class TokenCache:
         answer = await self._auth_call(region, LOGIN_PATH, json=body)
         if not answer or not answer.get("access_token"):
             raise self._reject(region, config, answer)
-        return answer["access_token"], answer.get("refresh_token")
+        return _held(answer)
 
     async def _auth_call(self, region: str, path: str, **request: Any) -> dict[str, Any] | None:
         """POST to an auth endpoint, waiting out its rate limit. None when refused (401)."""
@@ -359,6 +365,14 @@ class TokenCache:
                     "auth answer is not JSON", region=region, status=response.status_code
                 ) from None
             return answer if isinstance(answer, dict) else {}
+
+
+def _held(answer: dict[str, Any]) -> tuple[str, str | None]:
+    """The access and refresh tokens of an auth answer, held for masking first."""
+    access, refresh = str(answer["access_token"]), answer.get("refresh_token")
+    refresh = str(refresh) if refresh else None
+    hold_tokens(access, refresh)
+    return access, refresh
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
