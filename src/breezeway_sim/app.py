@@ -138,6 +138,9 @@ class Handlers:
         if wait is not None:
             stats.auth_rate_limited += 1
             return rate_limited(wait, header=True)
+        failed = await self._auth_fault()
+        if failed is not None:
+            return failed
         company = sim.company_by_client(client_id)
         if company is None or secret != company.client_secret:
             return Response(b"", 200)
@@ -170,6 +173,9 @@ class Handlers:
         if wait is not None:
             stats.auth_rate_limited += 1
             return rate_limited(wait, header=True)
+        failed = await self._auth_fault()
+        if failed is not None:
+            return failed
         if sim.faults.echoes_token(request.scope["path"]):
             return error_response(token_echoed(token))
         if company.company_id in sim.disabled:
@@ -184,6 +190,18 @@ class Handlers:
         stats.refreshes += 1
         stats.events.append((time.monotonic(), "refresh"))
         return json_response(pair)
+
+    async def _auth_fault(self) -> Response | None:
+        """The answer of an injected auth failure (``auth_errors``, ``auth_stalls``), if any."""
+        faults = self.sim.faults
+        if faults.auth_errors > 0:
+            faults.auth_errors -= 1
+            return error_response(ApiError(503, "Service Unavailable", "injected auth failure"))
+        if faults.auth_stalls > 0:
+            faults.auth_stalls -= 1
+            await asyncio.sleep(faults.stall_s)
+            return error_response(ApiError(504, "Gateway Timeout", "injected auth stall"))
+        return None
 
     # the gate every data request passes
 

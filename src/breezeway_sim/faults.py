@@ -14,6 +14,8 @@ Fields (change them at any time, in-process or with ``POST /_sim/faults`` in con
                               off). Every attempt counts, refused ones too (an early retry
                               pushes the reset out). Over it: 429 with ``Retry-After`` header
                               and the same body.
+``auth_errors``, ``auth_stalls``  N > 0: the next N auth requests (login or refresh, counted
+                              in the auth limit) answer 503, or hang ``stall_s`` then answer 504.
 ``access_token_ttl_s``        default 86400; ``refresh_token_ttl_s`` default 30 days. Read when
                               a token is issued.
 ``page_limit_cap``            the largest ``limit`` a paged listing honours (default 100).
@@ -93,6 +95,8 @@ class Faults:
     stall_s: float = 30.0
     data_rate_limit_per_minute: int | None = 200
     auth_rate_limit_per_minute: int | None = 1
+    auth_errors: int = 0
+    auth_stalls: int = 0
     access_token_ttl_s: float = 86400.0
     refresh_token_ttl_s: float = 30 * 86400.0
     page_limit_cap: int = 100
@@ -161,7 +165,13 @@ class Faults:
                 value = {int(v) for v in value}
             elif name in ("data_rate_limit_per_minute", "auth_rate_limit_per_minute"):
                 value = None if value is None or value == 0 else int(value)
-            elif name in ("page_limit_cap", "shift_while_paging", "delete_while_paging"):
+            elif name in (
+                "page_limit_cap",
+                "shift_while_paging",
+                "delete_while_paging",
+                "auth_errors",
+                "auth_stalls",
+            ):
                 value = int(value)
             else:
                 value = float(value)

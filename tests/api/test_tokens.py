@@ -89,10 +89,13 @@ async def test_a_401_right_after_renewal_fails_instead_of_looping(
 
 
 async def test_a_failed_renewal_is_shared_by_the_callers_waiting_for_it(
-    make_env: EnvFactory,
+    make_env: EnvFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The auth endpoint hangs past the HTTP timeout: twenty callers meet one timeout
-    together, not twenty in a row."""
+    """The auth endpoint hangs past the HTTP timeout, every time: twenty callers meet one
+    renewal's bounded retries together, not twenty in a row."""
+    import breezeway_daemon.api.tokens as tokens
+
+    monkeypatch.setattr(tokens, "AUTH_RETRY_S", 0.2)  # the real interval is a minute
     env = await make_env(http_timeout_s=0.3)
     env.sim.faults.latency_s = 1.0
     client = env.api.client("region_1")
@@ -103,8 +106,8 @@ async def test_a_failed_renewal_is_shared_by_the_callers_waiting_for_it(
         )
     assert all(isinstance(e, AuthError) and e.region == "region_1" for e in errors), errors
     assert "ReadTimeout" in str(errors[0])
-    assert len(env.auth_requests()) == 1
-    assert time.monotonic() - started < 1.0
+    assert len(env.auth_requests()) == tokens.MAX_AUTH_ATTEMPTS
+    assert time.monotonic() - started < tokens.MAX_AUTH_ATTEMPTS * (0.3 + 0.2) + 1.0
     row = await env.token_row("region_1")
     assert row["last_error"] and "ReadTimeout" in row["last_error"]
 
@@ -313,3 +316,47 @@ async def test_one_regions_token_is_never_sent_on_another_regions_requests(env: 
         for sent in env.data_requests():
             if sent.params.get("company_id") == str(company.company_id):
                 assert sent.token and env.token_owner(sent.token) == company.client_id
+
+
+@pytest.mark.parametrize("fault", ["auth_errors", "auth_stalls"])
+async def test_a_transient_auth_failure_is_retried_after_the_auth_interval(
+    make_env: EnvFactory, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    """A 503 or a hung auth call at token renewal waits the auth endpoints' interval and
+    tries again: the request succeeds instead of failing the region's runs."""
+    import breezeway_daemon.api.tokens as tokens
+
+    monkeypatch.setattr(tokens, "AUTH_RETRY_S", 0.5)  # the real interval is a minute
+    env = await make_env(http_timeout_s=0.5)
+    env.sim.faults.auth_rate_limit_per_minute = None
+    env.sim.faults.stall_s = 3
+    setattr(env.sim.faults, fault, 2)
+    async with asyncio.timeout(10):
+        answers = await asyncio.gather(
+            *(env.api.client("region_1").get(COMPANIES) for _ in range(5))
+        )
+    assert all(a == [env.company("region_1").as_json()] for a in answers)
+    stats = env.stats("region_1")
+    assert (stats.auth_requests, stats.logins) == (3, 1)
+    attempts = [sent.at for sent in env.auth_requests()]
+    assert len(attempts) == 3
+    assert all(b - a >= 0.5 for a, b in zip(attempts, attempts[1:], strict=False))
+    assert (await env.token_row("region_1"))["last_error"] is None
+
+
+async def test_auth_failures_are_retried_a_bounded_number_of_times(
+    make_env: EnvFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import breezeway_daemon.api.tokens as tokens
+
+    monkeypatch.setattr(tokens, "AUTH_RETRY_S", 0.2)
+    env = await make_env()
+    env.sim.faults.auth_rate_limit_per_minute = None
+    env.sim.faults.auth_errors = 100
+    with pytest.raises(AuthError, match="503") as caught:
+        async with asyncio.timeout(10):
+            await env.api.client("region_1").get(COMPANIES)
+    assert caught.value.region == "region_1"
+    assert env.stats("region_1").auth_requests == tokens.MAX_AUTH_ATTEMPTS
+    row = await env.token_row("region_1")
+    assert row["last_error"] and "503" in row["last_error"]

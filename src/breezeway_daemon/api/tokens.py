@@ -14,6 +14,9 @@ Renewing a token:
 - with the refresh token while it is valid, else by logging in with the client
   credentials; the auth endpoints' limit (1 per minute) is honoured by waiting
   for the 429's reset, never by hammering;
+- a transient failure of an auth call (a timeout, a connection error, a 5xx) is
+  retried ``AUTH_RETRY_S`` later (the failed call counted against that limit), at
+  most ``MAX_AUTH_ATTEMPTS`` calls within ``MAX_AUTH_WAIT_S``;
 - wrong or inactive credentials are a permanent ``CredentialsRejected`` stored
   in ``last_error``; the login is not tried again for that credential for
   ``LOGIN_COOLDOWN_S`` (so a batch does not loop on it); a refresh answered
@@ -55,6 +58,8 @@ ACCESS_TTL_FALLBACK = timedelta(hours=24)
 REFRESH_TTL_FALLBACK = timedelta(days=30)
 LOGIN_COOLDOWN_S = 900.0
 MAX_AUTH_WAIT_S = 130.0
+MAX_AUTH_ATTEMPTS = 3
+AUTH_RETRY_S = 61.0  # the auth endpoints allow one call per minute, failed calls included
 TOKEN_LOCK_NAMESPACE = 0x746F6B  # "tok": the advisory-lock class of token renewals
 
 
@@ -324,20 +329,36 @@ class TokenCache:
         return _held(answer)
 
     async def _auth_call(self, region: str, path: str, **request: Any) -> dict[str, Any] | None:
-        """POST to an auth endpoint, waiting out its rate limit. None when refused (401)."""
+        """POST to an auth endpoint, waiting out its rate limit and retrying a transient
+        failure. None when refused (401)."""
         deadline = time.monotonic() + MAX_AUTH_WAIT_S
+        failures = 0
         while True:
             wait = self._auth_blocked_until.get(region, 0.0) - time.monotonic()
             if wait > 0:
                 if time.monotonic() + wait > deadline:
                     raise AuthError("auth endpoint rate limit: gave up waiting", region=region)
                 await asyncio.sleep(wait)
+            status: int | None = None
             try:
                 response = await self.http.post(path, **request)
             except httpx.HTTPError as err:
-                raise AuthError(
-                    f"auth request failed: {type(err).__name__}", region=region
-                ) from None
+                failure = f"auth request failed: {type(err).__name__}"
+            else:
+                status = response.status_code
+                failure = f"auth server error {status}" if status >= 500 else None
+            if failure is not None:
+                failures += 1
+                retry_at = time.monotonic() + AUTH_RETRY_S
+                if failures >= MAX_AUTH_ATTEMPTS or retry_at > deadline:
+                    raise AuthError(
+                        f"{failure} ({failures} attempts)", region=region, status=status,
+                        endpoint=path,
+                    )  # fmt: skip
+                self._auth_blocked_until[region] = retry_at
+                log.warning("token_auth_retry", region=region, error=failure,
+                            attempt=failures, delay_s=AUTH_RETRY_S)  # fmt: skip
+                continue
             if response.status_code == 429:
                 seconds = retry_after_seconds(response) or 60.0
                 self._auth_blocked_until[region] = time.monotonic() + seconds
