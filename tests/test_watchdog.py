@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import sys
 
 import asyncpg
 
@@ -15,6 +14,7 @@ from breezeway_daemon.retention import purge_sync_log
 from breezeway_daemon.sync import EntitySync, RunResult, SyncContext, SyncRequest
 from breezeway_daemon.watchdog import sweep
 
+from support.runs import dead_pid, running_row
 from support.simenv import SimEnv
 
 # The runbook's "ETL Stuck in running Status" query, verbatim.
@@ -25,42 +25,12 @@ WHERE sync_status = 'running'
 """
 
 
-async def running_row(
-    pool: asyncpg.Pool,
-    entity: str,
-    *,
-    started: str,
-    heartbeat: str | None,
-    host: str = "some-other-host",
-    pid: int | None = 4242,
-    region: str = "region_1",
-) -> int:
-    """A ``running`` row started ``started`` ago whose last heartbeat was ``heartbeat`` ago."""
-    return await pool.fetchval(
-        """
-        INSERT INTO breezeway.etl_sync_log (region_code, entity_type, sync_status, sync_started_at,
-            heartbeat_at, owner_host, owner_pid)
-        VALUES ($1, $2, 'running', now() - $3::text::interval,
-            now() - $4::text::interval, $5, $6)
-        RETURNING id
-        """,
-        region, entity, started, heartbeat, host, pid,
-    )  # fmt: skip
-
-
 async def row(pool: asyncpg.Pool, run_id: int) -> asyncpg.Record:
     return await pool.fetchrow(
         "SELECT sync_status, sync_completed_at, error_message FROM breezeway.etl_sync_log "
         "WHERE id = $1",
         run_id,
     )
-
-
-async def dead_pid() -> int:
-    """The pid of a process that has exited (and been reaped)."""
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
-    await proc.wait()
-    return proc.pid
 
 
 async def test_a_stale_heartbeat_is_failed_as_stuck(

@@ -60,7 +60,7 @@ from breezeway_daemon.notify import Notifier, keep_watchdog_fed, watchdog_interv
 from breezeway_daemon.retention import purge
 from breezeway_daemon.schedule import BATCH_JOBS, Schedule
 from breezeway_daemon.sync import RunResult, SyncContext, run_batch
-from breezeway_daemon.watchdog import sweep
+from breezeway_daemon.watchdog import own_run_sessions, sweep
 from breezeway_daemon.webhooks.service import WebhookService
 
 log = structlog.get_logger(__name__)
@@ -164,7 +164,9 @@ class Daemon:
         if self.pool is None:
             return
         try:
-            closed = await fail_running(self.pool, reason, host=HOST, pid=PID)
+            # A twin container (same host name, same pid) keeps its live runs.
+            own = own_run_sessions(self.ctx.active_runs if self.ctx is not None else {})
+            closed = await fail_running(self.pool, reason, host=HOST, pid=PID, own_sessions=own)
         except (DatabaseError, OSError, asyncpg.InterfaceError) as err:
             log.error("shutdown_runs_not_closed", error=describe(err))
             return

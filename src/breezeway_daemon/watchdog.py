@@ -4,7 +4,9 @@ A ``running`` row becomes ``failed``, with a message saying why, when
 - its heartbeat is older than ``stale_run_minutes`` (its process hung or died
   on another host);
 - its owner is this host and its process is gone (or is this process, which
-  does not know the run: a previous process with a reused pid);
+  does not know the run: a previous process with a reused pid), and no database
+  session holds the pair's run lock (``pg_locks``): two containers can share a
+  host name and a pid, and neither may fail the other's live run;
 - it has run longer than ``max_run_minutes``; when it runs in this process its
   task is cancelled first.
 
@@ -31,6 +33,10 @@ log = structlog.get_logger(__name__)
 class CancellableRun(Protocol):
     def cancel(self, reason: str) -> None: ...
 
+    @property
+    def session_pid(self) -> int | None:
+        """The database session that holds the run's lock."""
+
 
 def pid_alive(pid: int) -> bool:
     try:
@@ -44,7 +50,27 @@ def pid_alive(pid: int) -> bool:
 
 def _why_stuck(
     row: Mapping[str, Any], now: datetime, settings: Settings, active: Mapping[int, CancellableRun]
-) -> str | None:
+) -> tuple[str, bool] | None:
+    """Why the row is stuck, and whether that is only its process seeming gone (to be
+    checked against the pair's run lock); None when it is not."""
+    reason = _why_abandoned(row, active)
+    if reason is not None:
+        return reason, True
+    owner = f"{row['owner_host'] or '?'}:{row['owner_pid'] or '?'}"
+    if now - row["sync_started_at"] > settings.max_run_time:
+        return (
+            f"exceeded the maximum run time of {settings.max_run_minutes:g} minutes "
+            f"(owner {owner})",
+            False,
+        )
+    heartbeat = row["heartbeat_at"] or row["sync_started_at"]
+    if now - heartbeat > settings.stale_after:
+        minutes = (now - heartbeat).total_seconds() / 60
+        return f"stuck: no heartbeat for {minutes:.0f} minutes (owner {owner})", False
+    return None
+
+
+def _why_abandoned(row: Mapping[str, Any], active: Mapping[int, CancellableRun]) -> str | None:
     owner = f"{row['owner_host'] or '?'}:{row['owner_pid'] or '?'}"
     if row["owner_host"] == HOST and row["owner_pid"] is not None:
         if row["owner_pid"] == os.getpid():
@@ -55,15 +81,12 @@ def _why_stuck(
                 )
         elif not pid_alive(row["owner_pid"]):
             return f"abandoned: process {owner} is gone"
-    if now - row["sync_started_at"] > settings.max_run_time:
-        return (
-            f"exceeded the maximum run time of {settings.max_run_minutes:g} minutes (owner {owner})"
-        )
-    heartbeat = row["heartbeat_at"] or row["sync_started_at"]
-    if now - heartbeat > settings.stale_after:
-        minutes = (now - heartbeat).total_seconds() / 60
-        return f"stuck: no heartbeat for {minutes:.0f} minutes (owner {owner})"
     return None
+
+
+def own_run_sessions(active: Mapping[int, CancellableRun]) -> list[int]:
+    """The database sessions of this process's runs (their locks prove nothing)."""
+    return [pid for run in active.values() if (pid := run.session_pid) is not None]
 
 
 async def sweep(
@@ -76,14 +99,17 @@ async def sweep(
         "SELECT id, region_code, entity_type, owner_host, owner_pid, sync_started_at, heartbeat_at "
         "FROM breezeway.etl_sync_log WHERE sync_status = 'running'"
     )
+    own_sessions = own_run_sessions(active)
     failed = []
     for row in rows:
-        reason = _why_stuck(row, now, settings, active)
-        if reason is None:
+        stuck = _why_stuck(row, now, settings, active)
+        if stuck is None:
             continue
+        reason, if_unlocked = stuck
         # The row first, then the run's task: cancelled first, the run could record its own
         # end before this UPDATE, which would then miss the run (and its stuck-run alert).
-        if await fail_running(pool, reason, run_id=row["id"]) == 1:
+        spare = own_sessions if if_unlocked else None
+        if await fail_running(pool, reason, run_id=row["id"], own_sessions=spare) == 1:
             local = active.get(row["id"])
             if local is not None:
                 local.cancel(reason)  # its result says ``reason`` too

@@ -119,6 +119,12 @@ class RunLease:
         assert self._held is not None
         return await self._held.__aexit__(*exc_info)
 
+    @property
+    def session_pid(self) -> int | None:
+        """The database session holding the pair's lock (its backend pid), while held."""
+        conn = self._conn
+        return conn.get_server_pid() if conn is not None and not conn.is_closed() else None
+
     def cancel(self, reason: str) -> None:
         """End the run from another task; its row records ``reason``."""
         self.cancel_reason = reason

@@ -3,7 +3,9 @@
 A run of one region and entity holds a session advisory lock for that pair on
 its own connection for as long as it runs, so that no two processes sync the
 same pair at once. Holding the lock also proves that any other ``running`` row
-of the pair is dead: its owner would hold the lock otherwise. ``db.lease`` holds
+of the pair is dead: its owner would hold the lock otherwise; and the lock held
+(``pg_locks``) proves a row alive, whatever host and pid it names (two containers
+share both). ``db.lease`` holds
 a run's lock and row from start to end; this module is their SQL and vocabulary.
 """
 
@@ -13,6 +15,7 @@ import dataclasses
 import hashlib
 import os
 import socket
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -110,6 +113,14 @@ OWNER = "{owner}"
 """In ``fail_running``'s reason: each row's owner, ``host:pid``."""
 
 
+_RUNNING_MATCH = """
+    sync_status = 'running'
+    AND ($1::bigint IS NULL OR id = $1) AND ($2::text IS NULL OR region_code = $2)
+    AND ($3::text IS NULL OR entity_type = $3) AND ($4::text IS NULL OR owner_host = $4)
+    AND ($5::integer IS NULL OR owner_pid = $5)
+"""
+
+
 async def fail_running(
     conn: asyncpg.Connection | asyncpg.Pool,
     reason: str,
@@ -119,35 +130,76 @@ async def fail_running(
     entity: str | None = None,
     host: str | None = None,
     pid: int | None = None,
+    own_sessions: Collection[int] | None = None,
 ) -> int:
     """Fail the ``running`` rows that match every filter given; how many.
 
     ``reason`` is their error (``OWNER`` in it becomes each row's owner). A row that
     is no longer ``running`` is left alone: whoever ended it first said why. At
     least one filter is required: nothing fails every run at once.
+
+    ``own_sessions`` (the database sessions of this process's runs): a row whose
+    pair's run lock another session holds is a live run and is spared, whatever
+    host and pid it names. None: no such check (the caller holds the pair's lock).
     """
-    if (run_id, region, entity, host, pid) == (None,) * 5:
+    filters = (run_id, region, entity, host, pid)
+    if filters == (None,) * 5:
         raise ValueError("fail_running needs a filter")
+    dead: list[int] | None = None
+    if own_sessions is not None:
+        rows = await conn.fetch(
+            "SELECT id, region_code, entity_type FROM breezeway.etl_sync_log WHERE "
+            + _RUNNING_MATCH,
+            *filters,
+        )
+        pairs = {(row["region_code"], row["entity_type"]) for row in rows}
+        live = await pairs_locked_elsewhere(conn, pairs, own_sessions)
+        dead = [row["id"] for row in rows if (row["region_code"], row["entity_type"]) not in live]
+        if not dead:
+            return 0
     status = await conn.execute(
         """
         UPDATE breezeway.etl_sync_log
         SET sync_status = 'failed', sync_completed_at = now(),
-            error_message = replace($1::text, $2::text,
+            error_message = replace($6::text, $7::text,
                 coalesce(owner_host, '?') || ':' || coalesce(owner_pid::text, '?'))
-        WHERE sync_status = 'running'
-          AND ($3::bigint IS NULL OR id = $3) AND ($4::text IS NULL OR region_code = $4)
-          AND ($5::text IS NULL OR entity_type = $5) AND ($6::text IS NULL OR owner_host = $6)
-          AND ($7::integer IS NULL OR owner_pid = $7)
-        """,
+        WHERE ($8::bigint[] IS NULL OR id = ANY($8)) AND """
+        + _RUNNING_MATCH,
+        *filters,
         reason,
         OWNER,
-        run_id,
-        region,
-        entity,
-        host,
-        pid,
+        dead,
     )
     return int(status.split()[-1])
+
+
+async def pairs_locked_elsewhere(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    pairs: Iterable[tuple[str, str]],
+    own_sessions: Collection[int] = (),
+) -> set[tuple[str, str]]:
+    """The (region, entity) pairs among ``pairs`` whose run lock a database session
+    other than ``own_sessions`` holds now: a live run, in some process somewhere."""
+    keys = {run_lock_key(region, entity): (region, entity) for region, entity in pairs}
+    if not keys:
+        return set()
+    # A bigint advisory lock shows its high half as classid, its low half as objid.
+    rows = await conn.fetch(
+        """
+        SELECT classid::bigint AS high, objid::bigint AS low FROM pg_locks
+        WHERE locktype = 'advisory' AND granted AND objsubid = 1
+          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND pid <> ALL($1::integer[])
+        """,
+        list(own_sessions),
+    )
+    held = set()
+    for row in rows:
+        key = row["high"] << 32 | row["low"]
+        key = key - (1 << 64) if key >= 1 << 63 else key
+        if key in keys:
+            held.add(keys[key])
+    return held
 
 
 async def start_run(
