@@ -1,7 +1,9 @@
 """A batch's Python work, which needs no database.
 
-``prepare_batch`` reads each record's key, serializes and hashes it, and keeps one
-record per key (the last wins): all an unchanged record costs on this side.
+``prepare_batch`` drops the fields the policy names (``privacy.FieldDrop``) from
+each record before anything else reads it, reads its key, serializes and hashes
+it, and keeps one record per key (the last wins): all an unchanged record costs
+on this side.
 ``typed_rows`` converts the new and changed records into their table's rows.
 Both let the event loop run every ``STEP`` records, so that the batches being
 written meanwhile are not kept waiting.
@@ -16,6 +18,7 @@ from typing import Any
 
 from breezeway_daemon.db.entity_table import EntityTable
 from breezeway_daemon.db.rejections import Rejection
+from breezeway_daemon.privacy import FieldDrop
 from breezeway_daemon.records import RecordRejected, content_hash, record_id, serialize
 
 STEP = 25  # records of Python work (about 0.2 ms) between two turns of the event loop
@@ -42,9 +45,13 @@ Row = tuple[tuple[Any, ...], Entry]  # a row to write, and the entry it came fro
 
 
 async def prepare_batch(
-    table: EntityTable, records: Iterable[Any], key_values: Mapping[str, Any]
+    table: EntityTable,
+    records: Iterable[Any],
+    key_values: Mapping[str, Any],
+    drop: FieldDrop | None = None,
 ) -> PreparedBatch:
-    """The batch's keys, JSON and hashes. The last record of a key wins."""
+    """The batch's keys, JSON and hashes, without the fields ``drop`` names (in no
+    row, hash or rejection). The last record of a key wins."""
     for name in table.fixed_key:
         if key_values.get(name) is None:
             raise ValueError(f"{table.spec.name} needs key_values[{name!r}]")
@@ -55,6 +62,8 @@ async def prepare_batch(
         received += 1
         if not received % STEP:
             await asyncio.sleep(0)
+        if drop:
+            record = drop.apply(record)
         try:
             identifier = record_id(record)
         except RecordRejected as err:

@@ -29,6 +29,7 @@ from breezeway_daemon.db.rejections import Rejection, orphan_reason, store_rejec
 from breezeway_daemon.db.runs import RunCounts
 from breezeway_daemon.entities import ColumnType, EntitySpec
 from breezeway_daemon.errors import DatabaseError
+from breezeway_daemon.privacy import FieldDrop
 
 WRITE_ATTEMPTS = 3
 RETRIED_SQLSTATES = ("40P01", "23505")  # a deadlock; a key another writer inserted meanwhile
@@ -81,16 +82,24 @@ class Loader:
 
     ``key_values`` fill key columns that are not in the record (a tag's kind);
     ``defaults`` fill typed columns the record leaves empty (a task's property
-    id, known from the listing it came from).
+    id, known from the listing it came from). ``drop``: the fields never stored
+    (``Settings.field_drops``), removed from each record before anything reads it.
     """
 
     def __init__(
-        self, pool: asyncpg.Pool, spec: EntitySpec, region: str, run_id: int | None = None
+        self,
+        pool: asyncpg.Pool,
+        spec: EntitySpec,
+        region: str,
+        run_id: int | None = None,
+        *,
+        drop: FieldDrop | None = None,
     ):
         self.pool = pool
         self.spec = spec
         self.region = region
         self.run_id = run_id
+        self.drop = drop
         self.table = entity_table(spec)
 
     async def load(
@@ -102,7 +111,7 @@ class Loader:
         orphans: Orphans = "reject",
     ) -> LoadResult:
         """Store one batch in one transaction and say what happened to each record."""
-        batch = await prepare_batch(self.table, records, key_values or {})
+        batch = await prepare_batch(self.table, records, key_values or {}, self.drop)
         return await self._store(batch, key_values or {}, defaults or {}, orphans)
 
     def pipeline(
@@ -171,7 +180,8 @@ class Loader:
 
     async def reject(self, records: Iterable[Any], reason: str) -> int:
         """Send ``records`` to ``rejected_records`` with ``reason``; returns how many."""
-        rejections = [Rejection(record, reason) for record in records]
+        drop = self.drop.apply if self.drop else None
+        rejections = [Rejection(drop(r) if drop else r, reason) for r in records]
         if rejections:
             async with self.pool.acquire() as conn:
                 await store_rejections(conn, self.region, self.spec.name, self.run_id, rejections)
@@ -369,7 +379,7 @@ class LoadPipeline:
 
     async def submit(self, records: Iterable[Any]) -> None:
         """Prepare a batch now and start writing it; returns when a writer is free."""
-        batch = await prepare_batch(self.loader.table, records, self.key_values)
+        batch = await prepare_batch(self.loader.table, records, self.key_values, self.loader.drop)
         keys = set(batch.entries)
         # A record must win over the same key in an earlier batch: wait for those.
         overlapping = [task for task, ids in self._in_flight if not keys.isdisjoint(ids)]

@@ -123,7 +123,8 @@ class EntitySync:
         return self.counts
 
     def loader(self) -> Loader:
-        return Loader(self.ctx.pool, self.spec, self.region, self.lease.run_id)
+        drop = self.ctx.settings.field_drops.get(self.spec.name)
+        return Loader(self.ctx.pool, self.spec, self.region, self.lease.run_id, drop=drop)
 
     def count(self, loaded: RunCounts, *, processed: bool = True) -> None:
         """Add a batch's outcome to the run's counts (``processed=False``: a retry of

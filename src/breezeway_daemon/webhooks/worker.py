@@ -46,7 +46,7 @@ from breezeway_daemon.api.errors import ApiError
 from breezeway_daemon.db.entity_table import entity_table
 from breezeway_daemon.db.loader import Loader
 from breezeway_daemon.db.runs import advisory_lock_key, try_lock
-from breezeway_daemon.entities import PROPERTIES, TASKS
+from breezeway_daemon.entities import PROPERTIES, TASKS, EntitySpec
 from breezeway_daemon.errors import DatabaseError, describe
 from breezeway_daemon.records import (
     RecordRejected,
@@ -101,6 +101,11 @@ class EventWorker:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def _loader(self, spec: EntitySpec, region: str) -> Loader:
+        """A loader that drops the fields the configuration says never to store."""
+        drop = self.api.settings.field_drops.get(spec.name)
+        return Loader(self.pool, spec, region, drop=drop)
 
     async def run(self) -> None:
         """Apply events as they come, until cancelled; one worker per database at a time."""
@@ -199,9 +204,7 @@ class EventWorker:
         fresh = await self._newer_than_stored(region, valid)
         if not fresh:
             return
-        loaded = await Loader(self.pool, TASKS, region).load(
-            [c.record for c in fresh], orphans="return"
-        )
+        loaded = await self._loader(TASKS, region).load([c.record for c in fresh], orphans="return")
         orphaned = {record_id(record) for record in loaded.orphans}
         for candidate in fresh:
             if candidate.event.entity_id in orphaned:
@@ -293,7 +296,7 @@ class EventWorker:
             async for page in client.pages(endpoint, {"status": status}):
                 found += [r for r in page if isinstance(r, dict) and r.get("id") in wanted]
             if found:
-                loaded = await Loader(self.pool, PROPERTIES, region).load(found)
+                loaded = await self._loader(PROPERTIES, region).load(found)
                 if loaded.records_rejected:
                     log.warning(
                         "webhook_property_rejected", region=region, count=loaded.records_rejected
