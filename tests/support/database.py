@@ -35,7 +35,7 @@ __all__ = [
 TABLES = (
     "tasks", "reservations", "properties", "people", "supplies", "tags", "etl_sync_log",
     "api_tokens", "sync_cursors", "rejected_records", "alert_history", "alert_listing_sizes",
-    "webhook_events",
+    "webhook_events", "api_request_reservations",
 )  # fmt: skip
 """Every table of the schema but ``schema_migrations``."""
 

@@ -1,7 +1,8 @@
 """The Breezeway API client: authenticated, paced, retried requests and paged listings.
 
 ``BreezewayApi`` owns what regions share (the HTTP pool, the token cache, one
-pacer per credential) and hands out one ``BreezewayClient`` per region. A request
+pacer per credential, whose minute other processes share through the database)
+and hands out one ``BreezewayClient`` per region. A request
 passes three layers, outermost first: auth (token attached, a 401 renews it
 once), retries (``RetryPolicy``), and one paced, counted send. Listings yield
 one page of records at a time.
@@ -22,6 +23,7 @@ import httpx
 import structlog
 
 from breezeway_daemon import __version__, metrics
+from breezeway_daemon.api.budget import CredentialBudget
 from breezeway_daemon.api.errors import (
     ApiError,
     AuthError,
@@ -31,7 +33,7 @@ from breezeway_daemon.api.errors import (
 )
 from breezeway_daemon.api.pacing import WINDOW_S as PACING_WINDOW_S
 from breezeway_daemon.api.pacing import Pacer
-from breezeway_daemon.api.tokens import TokenCache, retry_after_seconds
+from breezeway_daemon.api.tokens import TokenCache, credential_fingerprint, retry_after_seconds
 from breezeway_daemon.config import Settings
 from breezeway_daemon.entities import Endpoint, EntitySpec
 from breezeway_daemon.records import loads
@@ -415,8 +417,17 @@ class BreezewayApi:
                 self.settings.requests_per_minute,
                 self.settings.max_in_flight_per_credential,
                 window_s=self.pacing_window_s,
+                budget=self._budget(region),
             )
         return BreezewayClient(region, self.http, self.tokens, pacer, self.settings)
+
+    def _budget(self, region: str) -> CredentialBudget | None:
+        """The credential's reservations in the database, shared with other processes."""
+        if self.tokens.pool is None or region not in self.settings.regions:
+            return None
+        return CredentialBudget(
+            self.tokens.pool, credential_fingerprint(self.settings.regions[region])
+        )
 
     def update_settings(self, settings: Settings) -> None:
         """Take a reloaded configuration.
@@ -434,6 +445,8 @@ class BreezewayApi:
                 pacer.reconfigure(
                     settings.requests_per_minute, settings.max_in_flight_per_credential
                 )
+                if pacer.budget is not None:
+                    pacer.budget.credential = credential_fingerprint(settings.regions[region])
 
     async def aclose(self) -> None:
         await self.http.aclose()

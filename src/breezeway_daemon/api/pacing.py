@@ -2,7 +2,9 @@
 
 Everything that uses one credential shares one ``Pacer``, so the API's limit
 (200 requests per rolling minute per credential) is respected however many
-runs use that credential at once.
+runs use that credential at once. With a ``CredentialBudget`` (``api/budget.py``)
+it is also respected across processes and restarts: requests are reserved in the
+database a few at a time, and other processes' reservations count too.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
+
+from breezeway_daemon.api.budget import HOLD_S, CredentialBudget
 
 log = structlog.get_logger(__name__)
 
@@ -39,10 +43,18 @@ class Pacer:
     - At most ``max_in_flight`` requests are outstanding at once.
     - After a 429, ``block_until`` holds every request of the credential until
       the API's reset time; the wait is shared, never stacked per request.
+    - With a ``budget``, a request also needs a place in a reservation of the
+      database, and the other processes' reservations count against the limit
+      until they leave the window.
     """
 
     def __init__(
-        self, requests_per_minute: float | None, max_in_flight: int, *, window_s: float = WINDOW_S
+        self,
+        requests_per_minute: float | None,
+        max_in_flight: int,
+        *,
+        window_s: float = WINDOW_S,
+        budget: CredentialBudget | None = None,
     ) -> None:
         # Below one request per window nothing could ever start: allow one.
         self.limit = max(1, int(requests_per_minute)) if requests_per_minute else None
@@ -56,6 +68,10 @@ class Pacer:
         self._blocked_until = 0.0
         self._foreground_waiting = 0
         self.waited_s = 0.0
+        self.budget = budget
+        self._others: list[tuple[float, int]] = []  # a min-heap of (stops counting, requests)
+        self._granted = 0  # requests left in this pacer's latest reservation
+        self._granted_until = 0.0
 
     def reconfigure(self, requests_per_minute: float | None, max_in_flight: int) -> None:
         """New limits from a reloaded configuration; what was counted stays counted.
@@ -137,20 +153,48 @@ class Pacer:
                 now = time.monotonic()
                 wait = self._blocked_until - now
                 if self.limit is not None:
-                    ended = self._ended
+                    ended, others = self._ended, self._others
                     while ended and ended[0] + self.window_s <= now:
                         heapq.heappop(ended)
-                    if self._open + len(ended) >= self.limit:
-                        if not ended:
+                    while others and others[0][0] <= now:
+                        heapq.heappop(others)
+                    used = self._open + len(ended) + sum(n for _, n in others)
+                    if used >= self.limit:
+                        if not ended and not others:
                             # Every request of the window is still out: wait for an answer.
                             self._answered.clear()
                             await self._answered.wait()
                             continue
-                        wait = max(wait, ended[0] + self.window_s - now)
+                        frees = [t + self.window_s for t in ended[:1]] + [t for t, _ in others[:1]]
+                        wait = max(wait, min(frees) - now)
+                    elif wait <= 0 and self.budget is not None and not self._has_grant(now):
+                        await self._reserve(self.limit)
+                        continue
                 if wait <= 0:
                     if self.limit is None:
                         return False
                     self._open += 1
+                    if self.budget is not None:
+                        self._granted -= 1
                     return True
                 self.waited_s += wait
                 await asyncio.sleep(wait)
+
+    def _has_grant(self, now: float) -> bool:
+        return self._granted > 0 and now < self._granted_until
+
+    async def _reserve(self, limit: int) -> None:
+        """Reserve the next few requests in the database; learn the others' reservations."""
+        assert self.budget is not None
+        own = self._open + len(self._ended)
+        wanted = CredentialBudget.chunk(limit, self.window_s)
+        unused = max(self._granted, 0)
+        reservation = await self.budget.reserve(wanted, limit, own, self.window_s, unused)
+        self._others = reservation.others
+        heapq.heapify(self._others)
+        self._granted = reservation.granted
+        self._granted_until = time.monotonic() + HOLD_S
+        if not reservation.granted and own + sum(n for _, n in self._others) < limit:
+            # Refused while this process sees room (a reservation being written
+            # meanwhile): ask again shortly, not in a tight loop.
+            await asyncio.sleep(0.2)
