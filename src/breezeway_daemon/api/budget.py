@@ -30,6 +30,9 @@ log = structlog.get_logger(__name__)
 
 HOLD_S = 2.0
 TRAVEL_S = 5.0
+# At most this many requests per reservation: what a reservation does not use still counts
+# for others until it is given back, so a high limit must not reserve thousands at once.
+MAX_CHUNK = 20
 BUDGET_LOCK_NAMESPACE = 0x627564  # "bud": the advisory-lock class of reservations
 
 
@@ -54,8 +57,9 @@ class CredentialBudget:
 
     @staticmethod
     def chunk(limit: int, window_s: float) -> int:
-        """How many requests one reservation asks for: about ``HOLD_S`` of the limit."""
-        return max(1, math.ceil(limit * HOLD_S / window_s))
+        """How many requests one reservation asks for: about ``HOLD_S`` of the limit, at most
+        ``MAX_CHUNK``."""
+        return max(1, min(MAX_CHUNK, math.ceil(limit * HOLD_S / window_s)))
 
     async def reserve(
         self, wanted: int, limit: int, own: int, window_s: float, unused: int
