@@ -70,6 +70,8 @@ async def test_a_dropped_field_is_nowhere_in_the_database(env: Env) -> None:
     last_name, wifi_name = guests[0]["last_name"], next(iter(properties.values()))["wifi_name"]
     kept = await where_found(env.pool, [last_name, wifi_name])
     assert "reservations.raw" in kept[last_name] and "properties.raw" in kept[wifi_name]
+    # ... the child table too, whose email and phone columns stay empty.
+    assert "reservation_guests.last_name" in kept[last_name]
 
     needles = {"access_code", "wifi_password", "@guest.example.com"}
     needles |= {guest["phone"] for guest in guests}
