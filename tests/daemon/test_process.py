@@ -106,7 +106,11 @@ async def test_sigterm_during_a_sync_exits_cleanly_with_no_running_rows(
         "SELECT entity_type, error_message FROM breezeway.etl_sync_log WHERE sync_status = 'failed'"
     )
     assert "tasks" in {r["entity_type"] for r in interrupted}
-    assert all(r["error_message"] == "interrupted by shutdown" for r in interrupted)
+    # The interrupted runs say so; a dependant (task details) is not started after its parent.
+    assert {r["error_message"] for r in interrupted} <= {
+        "interrupted by shutdown",
+        "skipped: tasks failed",
+    }
     # What the interrupted run stored before it stopped stays stored.
     assert await clean_db.fetchval("SELECT count(*) FROM breezeway.properties") > 0
 

@@ -8,6 +8,8 @@ import asyncpg
 import httpx
 import pytest
 
+from breezeway_daemon.entities import ENTITY_NAMES
+
 from .conftest import Scrape, ServedDaemon
 from support.simenv import SimEnv
 
@@ -33,7 +35,7 @@ async def test_a_scrape_after_a_sync_with_one_failing_region_says_what_happened(
     daemon: ServedDaemon = await served_daemon(secrets={"region_2": "wrong-secret-for-tests"})
     daemon.signal(signal.SIGUSR1)
     finished = daemon.events[await daemon.wait_event("batch_finished", kind="hourly")]
-    assert finished["runs"] == 6 and finished["failed"] == 3, finished
+    assert finished["runs"] == 8 and finished["failed"] == 4, finished
     # The token alert is the batch's last.
     scrape = await daemon.until_scraped(
         lambda scrape: bool(scrape.samples("breezeway_alerts_total", kind="token"))
@@ -90,7 +92,7 @@ async def test_a_scrape_after_a_sync_with_one_failing_region_says_what_happened(
     # The batch, its alerts (no SMTP: "off"; per-run alerts folded into the summary).
     assert scrape.value("breezeway_batches_total", kind="hourly", outcome="ran") == 1
     assert scrape.value("breezeway_alerts_total", kind="summary", outcome="off") == 1
-    assert scrape.value("breezeway_alerts_total", kind="failure", outcome="folded") == 3
+    assert scrape.value("breezeway_alerts_total", kind="failure", outcome="folded") == 4
     assert scrape.value("breezeway_alerts_total", kind="token", outcome="off") == 1
 
     # The database pool, health, process metrics.
@@ -117,7 +119,7 @@ async def test_a_scrape_after_a_sync_with_one_failing_region_says_what_happened(
             at = row["sync_completed_at"].timestamp()
             assert _last_success(scrape, "region_1", row["entity_type"]) == pytest.approx(at)
     # Counters start again, at 0 for every pair (so that increase() sees a first failure).
-    assert len(scrape.samples("breezeway_runs_total")) == 2 * 6 * 3  # hourly and daily entities
+    assert len(scrape.samples("breezeway_runs_total")) == 2 * len(ENTITY_NAMES) * 3  # every pair, 3 outcomes
     assert scrape.value("breezeway_runs_total") == 0
 
 

@@ -128,7 +128,7 @@ async def test_5xx_beyond_the_attempts_fail_the_runs_with_the_cause_and_alert(
     assert by["tasks"].error == by["reservations"].error == "skipped: properties failed"
     assert _client(env).server_errors == 4 * attempts
     subjects = await _alerts_after(env, results)
-    assert "📊 Hourly ETL Summary: 6 failures" in subjects
+    assert "📊 Hourly ETL Summary: 7 failures" in subjects
     assert "🚨 ETL FAILURE: region_1/properties" in subjects
     assert await running_rows(env.pool) == []
 
@@ -253,7 +253,7 @@ async def test_disabled_credentials_fail_the_region_once_with_a_token_alert(
     assert last_error and "inactive client" in last_error
     subjects = await _alerts_after(env, results)
     assert "🚨 ETL TOKEN FAILURE: region_1" in subjects, subjects
-    assert "📊 Hourly ETL Summary: 6 failures" in subjects, subjects
+    assert "📊 Hourly ETL Summary: 7 failures" in subjects, subjects
     assert not any("region_2" in s for s in subjects)
 
     # The next batch does not ask the API again either: the rejection is remembered.
