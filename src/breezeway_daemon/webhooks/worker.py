@@ -207,7 +207,12 @@ class EventWorker:
                 if record is None:
                     gone.append(event)
                     continue
-                outcome = "kept" if event.event_name == "task-deleted" else "applied"
+                outcome = "applied"
+                if event.event_name == "task-deleted":
+                    outcome = "kept"
+                    log.warning("webhook_delete_not_confirmed", region=region, event_id=event.id,
+                                task_id=event.entity_id,
+                                detail="GET /task/{id} still answers: deleted_at not set")  # fmt: skip
                 candidates.append(_Candidate(event, record, outcome))
             else:
                 candidates.append(_Candidate(event, payload))
@@ -277,6 +282,9 @@ class EventWorker:
                         outcome, reason = "kept", "GET /task/{id} still answers: not deleted"
                     else:
                         outcome = "unchanged"
+                        if reason == "not newer than the stored row":  # late, or forged
+                            log.info("webhook_event_stale", region=region, task_id=row["id"],
+                                     event_id=candidate.event.id, reason=reason)  # fmt: skip
                     await self._finish([candidate.event], outcome, reason)
                     continue
             fresh.append(candidate)
