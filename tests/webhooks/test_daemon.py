@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import signal
 import tarfile
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -134,3 +135,29 @@ async def test_subscribed_daemon_applies_events_refuses_forgeries_and_keeps_its_
                 assert SECRET.encode() not in tar.extractfile(member).read(), member.name
     for text in [*outputs, *daemon.raw_lines]:
         assert SECRET not in text
+
+
+async def test_a_reload_rotates_the_secret_and_enabling_webhooks_needs_a_restart(
+    sim_env: SimEnv, served_daemon
+) -> None:
+    rotated = "rotated-webhook-secret-0123456789abcdef"  # obviously fake
+    test_event = b'{"event": "test_webhook_event"}'
+    daemon: ServedDaemon = await served_daemon(webhook_secret=SECRET)
+    names = [e.get("event") for e in daemon.events]
+    assert names.index("webhook_receiver_on") < names.index("daemon_ready")
+    daemon.env_file.write_text(daemon.env_file.read_text().replace(SECRET, rotated))
+    daemon.signal(signal.SIGHUP)
+    await daemon.wait_event("config_reloaded")
+    async with httpx.AsyncClient(base_url=daemon.url, timeout=10) as http:
+        new = await http.post(f"/webhooks/{rotated}/task", content=test_event)
+        old = await http.post(f"/webhooks/{SECRET}/task", content=test_event)
+    assert (new.status_code, old.status_code) == (200, 404)
+
+    off: ServedDaemon = await served_daemon()
+    assert "webhook_receiver_on" not in [e.get("event") for e in off.events]
+    off.env_file.write_text(off.env_file.read_text() + f"BREEZEWAY_WEBHOOK_SECRET={rotated}\n")
+    off.signal(signal.SIGHUP)
+    warning = off.events[await off.wait_event("config_change_needs_restart")]
+    assert warning["settings"] == ["webhook_secret"]
+    for text in [*daemon.raw_lines, *off.raw_lines]:
+        assert SECRET not in text and rotated not in text
