@@ -15,7 +15,7 @@ import asyncpg
 from breezeway_daemon.webhooks.worker import WORKER_LOCK
 
 from .conftest import ServedDaemon
-from support.groundtruth import differences
+from support.groundtruth import CHILD_SPECS, EMBEDDED_TABLES, child_differences, differences
 from support.simenv import SimEnv
 from support.webhooks import SECRET
 
@@ -54,4 +54,7 @@ async def test_sigkill_between_acknowledging_and_applying_loses_no_event(
     assert await clean_db.fetchval(PENDING) == 0
     assert await clean_db.fetchval("SELECT count(*) FROM breezeway.etl_sync_log") == runs_before
     assert await differences(clean_db, sim, synced_env.regions, ("tasks",)) == []
+    task_children = tuple(t for t in EMBEDDED_TABLES if CHILD_SPECS[t].parent == "tasks")
+    assert task_children  # the loader's child tables, written from the events as by a poll
+    assert await child_differences(clean_db, sim, synced_env.regions, task_children) == []
     assert await restarted.stop() == 0
