@@ -295,9 +295,10 @@ async def status_command(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     async with open_pool(settings, "breezeway-daemon status", max_size=2) as pool:
         statuses = await status.collect(pool, settings)
-        events = await webhook_status(pool, settings) if not args.json else ""
+        pairs = [s.as_json() for s in statuses]
+        events = await webhook_status(pool, settings, pairs if args.json else None)
     if args.json:
-        print(json.dumps([s.as_json() for s in statuses], indent=2))
+        print(json.dumps(pairs, indent=2))
     else:
         print(status.render(statuses) + events)
     if not statuses:
@@ -310,12 +311,18 @@ async def status_command(args: argparse.Namespace) -> int:
     return 0
 
 
-async def webhook_status(pool: Any, settings: Settings) -> str:
-    """The webhook section of ``status`` (empty when webhooks are not configured)."""
+async def webhook_status(
+    pool: Any, settings: Settings, pairs: list[dict[str, Any]] | None = None
+) -> str:
+    """The webhook section of ``status`` (empty when webhooks are not configured); with
+    ``pairs`` (``--json``), their ``webhooks`` keys instead."""
     if settings.webhook_secret is None:
         return ""
-    from breezeway_daemon.webhooks.store import region_summary, render_summary
+    from breezeway_daemon.webhooks.store import add_to_pairs, region_summary, render_summary
 
+    if pairs is not None:
+        await add_to_pairs(pool, pairs)
+        return ""
     summary = await region_summary(pool, list(settings.enabled_regions))
     return "\n\n" + render_summary(summary, await pool.fetchval("SELECT now()"))
 

@@ -258,6 +258,8 @@ class Daemon:
                 self.alerts.update_settings(new)
             if self.webhooks is not None:
                 self.webhooks.update_settings(new)
+            elif new.webhook_secret is not None:  # the receiver and worker start with the daemon
+                log.warning("config_change_needs_restart", settings=["webhook_secret"])
             if self.schedule is not None:
                 self.schedule.reschedule(new)
             log.info("config_reloaded", changed=changed, regions=list(new.enabled_regions),

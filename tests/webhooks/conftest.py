@@ -1,4 +1,5 @@
-"""Fixtures of the webhook tests (``support.webhooks``)."""
+"""Fixtures of the webhook tests (``support.webhooks``), and ``served_daemon`` (the real
+``breezeway-daemon serve`` with its HTTP listener, from ``tests/monitoring``)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ import asyncpg
 import pytest
 
 from breezeway_daemon.config import Settings
+from breezeway_daemon.sync import SyncContext, run_batch
 from breezeway_sim import Simulator
+from monitoring.conftest import ServedDaemon, served_daemon
 
+from support.simenv import SimEnv
 from support.webhooks import Hooks, hooks_for
+
+__all__ = ["ServedDaemon", "served_daemon"]
 
 
 @pytest.fixture
@@ -25,3 +31,14 @@ async def strict_hooks(clean_db: asyncpg.Pool, base_settings: Settings) -> Async
     sim = Simulator(companies=1, scale="small", seed=31)
     async with hooks_for(base_settings, sim, webhook_strict=True) as found:
         yield found
+
+
+@pytest.fixture
+async def synced_env(sim_env: SimEnv) -> AsyncIterator[SimEnv]:
+    """``sim_env`` with its properties and tasks synced; its webhook deliveries stopped after."""
+    async with SyncContext.open(sim_env.settings) as ctx:
+        await run_batch(ctx, list(sim_env.settings.regions), ["properties", "tasks"])
+    try:
+        yield sim_env
+    finally:
+        await sim_env.sim.webhooks.aclose()

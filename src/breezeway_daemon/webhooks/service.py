@@ -75,6 +75,10 @@ class WebhookService:
         return service
 
     def update_settings(self, settings: Settings) -> None:
+        """A reload: a new secret is served (and masked) at once; without one, every
+        delivery is refused (404) until the next restart turns the receiver off."""
+        if settings.webhook_secret is not None:
+            hold_tokens(settings.webhook_secret.get_secret_value())
         self.receiver.update_settings(settings)
         self.worker.strict = settings.webhook_strict
 

@@ -13,7 +13,8 @@ import asyncpg
 from breezeway_daemon import metrics
 from breezeway_daemon.errors import DatabaseError, describe
 
-__all__ = ["EventStore", "ReceivedEvent", "StoreUnavailable", "StoredEvent", "region_summary"]
+__all__ = ["EventStore", "ReceivedEvent", "StoreUnavailable", "StoredEvent", "add_to_pairs",
+           "kind_summary", "region_summary"]  # fmt: skip
 
 OUTCOMES = ("applied", "unchanged", "coalesced", "deleted", "kept", "rejected", "failed")
 
@@ -125,28 +126,71 @@ class RegionEvents:
     rejected_24h: int
 
 
-async def region_summary(pool: asyncpg.Pool, regions: list[str]) -> dict[str, RegionEvents]:
-    """Per region: when the last event arrived, how many are pending, failed and rejected."""
-    rows = await pool.fetch(
-        """
-        SELECT region_code, max(received_at) AS last_event_at,
-               count(*) FILTER (WHERE processed_at IS NULL) AS pending,
-               count(*) FILTER (WHERE outcome = 'failed'
-                                AND received_at > now() - interval '24 hours') AS failed,
-               count(*) FILTER (WHERE outcome = 'rejected'
-                                AND received_at > now() - interval '24 hours') AS rejected
-        FROM breezeway.webhook_events WHERE region_code = ANY($1::text[])
-        GROUP BY region_code
-        """,
-        regions,
-    )
+_SUMMARY = """
+    SELECT region_code, kind, max(received_at) AS last_event_at,
+           count(*) FILTER (WHERE processed_at IS NULL) AS pending,
+           count(*) FILTER (WHERE outcome = 'failed'
+                            AND received_at > now() - interval '24 hours') AS failed,
+           count(*) FILTER (WHERE outcome = 'rejected'
+                            AND received_at > now() - interval '24 hours') AS rejected
+    FROM breezeway.webhook_events WHERE region_code = ANY($1::text[])
+    GROUP BY region_code, kind
+"""
+
+ENTITY_OF_KIND = {"task": "tasks", "property-status": "properties"}
+"""The table each kind of event changes: where ``status --json`` shows that kind."""
+
+
+async def kind_summary(
+    pool: asyncpg.Pool, regions: list[str]
+) -> dict[tuple[str, str], RegionEvents]:
+    """Per region and kind (both kinds of every region, none missing): the last event's
+    arrival, how many are pending, failed and rejected."""
+    rows = await pool.fetch(_SUMMARY, regions)
     found = {
-        row["region_code"]: RegionEvents(
+        (row["region_code"], row["kind"]): RegionEvents(
             row["region_code"], row["last_event_at"], row["pending"], row["failed"], row["rejected"]
         )
         for row in rows
     }
-    return {region: found.get(region) or RegionEvents(region, None, 0, 0, 0) for region in regions}
+    return {
+        (region, kind): found.get((region, kind)) or RegionEvents(region, None, 0, 0, 0)
+        for region in regions
+        for kind in ENTITY_OF_KIND
+    }
+
+
+async def region_summary(pool: asyncpg.Pool, regions: list[str]) -> dict[str, RegionEvents]:
+    """Per region: when the last event arrived, how many are pending, failed and rejected."""
+    summary = {region: RegionEvents(region, None, 0, 0, 0) for region in regions}
+    for (region, _), events in (await kind_summary(pool, regions)).items():
+        total = summary[region]
+        if events.last_event_at is not None and (
+            total.last_event_at is None or events.last_event_at > total.last_event_at
+        ):
+            total.last_event_at = events.last_event_at
+        total.pending += events.pending
+        total.failed_24h += events.failed_24h
+        total.rejected_24h += events.rejected_24h
+    return summary
+
+
+async def add_to_pairs(pool: asyncpg.Pool, pairs: list[dict[str, Any]]) -> None:
+    """``status --json``: a ``webhooks`` key on each region's ``tasks`` pair (task events)
+    and ``properties`` pair (property-status events): ``last_event_at``, ``pending``,
+    ``failed_24h``, ``rejected_24h``. Only adds keys; other pairs are left as they are."""
+    regions = sorted({pair["region"] for pair in pairs})
+    for (region, kind), events in (await kind_summary(pool, regions)).items():
+        for pair in pairs:
+            if pair["region"] == region and pair["entity"] == ENTITY_OF_KIND[kind]:
+                last = events.last_event_at
+                pair["webhooks"] = {
+                    "kind": kind,
+                    "last_event_at": last.isoformat() if last is not None else None,
+                    "pending": events.pending,
+                    "failed_24h": events.failed_24h,
+                    "rejected_24h": events.rejected_24h,
+                }
 
 
 def render_summary(summary: dict[str, RegionEvents], now: datetime) -> str:

@@ -108,11 +108,14 @@ class EventWorker:
         return Loader(self.pool, spec, region, drop=drop)
 
     async def run(self) -> None:
-        """Apply events as they come, until cancelled; one worker per database at a time."""
+        """Apply events as they come, until cancelled; one worker per database at a time
+        (the others wait, saying so once: ``webhook_worker_standby``)."""
+        standby = False
         while True:
             try:
                 async with self.pool.acquire() as lock_conn:
                     if await try_lock(lock_conn, WORKER_LOCK):
+                        standby = False
                         try:
                             await self._serve()
                         finally:
@@ -120,6 +123,10 @@ class EventWorker:
                                 await lock_conn.execute(
                                     "SELECT pg_advisory_unlock($1)", WORKER_LOCK
                                 )
+                    elif not standby:
+                        standby = True
+                        log.info("webhook_worker_standby", retry_s=RETRY_S,
+                                 detail="another worker holds the lock of this database")  # fmt: skip
             except (DatabaseError, asyncpg.InterfaceError, OSError) as err:
                 log.warning("webhook_worker_waiting", error=describe(err), retry_s=RETRY_S)
             except Exception as err:  # noqa: BLE001 - the worker must outlive any one failure
@@ -127,6 +134,12 @@ class EventWorker:
             await self.idle(RETRY_S)
 
     async def _serve(self) -> None:
+        """Events left pending (by a process that stopped or died) first, then as they come:
+        ``webhook_worker_on`` says how many were left."""
+        left = 0
+        while processed := await self.apply_pending():
+            left += processed
+        log.info("webhook_worker_on", pending_applied=left)
         while True:
             while await self.apply_pending():
                 pass
@@ -194,7 +207,12 @@ class EventWorker:
                 if record is None:
                     gone.append(event)
                     continue
-                outcome = "kept" if event.event_name == "task-deleted" else "applied"
+                outcome = "applied"
+                if event.event_name == "task-deleted":
+                    outcome = "kept"
+                    log.warning("webhook_delete_not_confirmed", region=region, event_id=event.id,
+                                task_id=event.entity_id,
+                                detail="GET /task/{id} still answers: deleted_at not set")  # fmt: skip
                 candidates.append(_Candidate(event, record, outcome))
             else:
                 candidates.append(_Candidate(event, payload))
@@ -264,6 +282,9 @@ class EventWorker:
                         outcome, reason = "kept", "GET /task/{id} still answers: not deleted"
                     else:
                         outcome = "unchanged"
+                        if reason == "not newer than the stored row":  # late, or forged
+                            log.info("webhook_event_stale", region=region, task_id=row["id"],
+                                     event_id=candidate.event.id, reason=reason)  # fmt: skip
                     await self._finish([candidate.event], outcome, reason)
                     continue
             fresh.append(candidate)
