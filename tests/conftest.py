@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -22,6 +23,7 @@ from breezeway_daemon.db.pool import create_pool
 from breezeway_daemon.sync import SyncContext
 from breezeway_sim import Simulator, SimulatorServer
 
+from support.daemon import NotifySocket
 from support.database import (
     LOCAL_SERVER,
     EmbeddedServer,
@@ -30,7 +32,15 @@ from support.database import (
     empty_tables,
     reachable,
 )
-from support.simenv import NO_ENV_FILE, SimEnv, settings_for
+from support.monitoring import ServedDaemon
+from support.simenv import (
+    NO_ENV_FILE,
+    SimEnv,
+    daemon_env_file_text,
+    regions_for,
+    settings_for,
+    write_private,
+)
 
 
 @pytest.fixture(scope="session")
@@ -118,3 +128,39 @@ def saved_logging() -> Iterator[None]:
     structlog.configure(**saved)
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@pytest.fixture
+async def served_daemon(
+    sim_env: SimEnv, tmp_path: Path
+) -> AsyncIterator[Callable[..., Awaitable[ServedDaemon]]]:
+    """``await served_daemon(**settings)``: a ready daemon on ``sim_env`` with its listener
+    on a free port (``secrets``: regions' client secrets; ``database_url``: another
+    database; ``journal_socket``: as under systemd; ``wait_ready=False``: do not wait)."""
+    notify = NotifySocket(tmp_path / "notify.sock")
+    started: list[ServedDaemon] = []
+
+    async def start(
+        secrets: dict[str, str] | None = None,
+        database_url: str | None = None,
+        wait_ready: bool = True,
+        journal_socket: Path | None = None,
+        **settings: object,
+    ) -> ServedDaemon:
+        text = daemon_env_file_text(
+            database_url or sim_env.settings.dsn(), sim_env.settings.api_base_url, tmp_path,
+            regions_for(sim_env.sim, secrets=secrets),
+            **{"http_listen": "127.0.0.1:0", "http_retry_budget_s": 10, **settings},
+        )  # fmt: skip
+        env_file = write_private(tmp_path / f"breezeway-{len(started)}.env", text)
+        daemon = ServedDaemon(env_file, notify, {})
+        started.append(daemon)
+        await daemon.start(journal_socket)
+        if wait_ready:
+            await daemon.ready()
+        return daemon
+
+    yield start
+    for daemon in started:
+        await daemon.kill()
+    notify.close()

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from .conftest import ServedDaemon
 from support.database import EmbeddedServer
+from support.monitoring import ServedDaemon
 from support.simenv import SimEnv
 
 

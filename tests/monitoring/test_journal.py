@@ -19,8 +19,8 @@ import structlog
 from breezeway_daemon import journal
 from breezeway_daemon.logs import configure_logging
 
-from .conftest import ServedDaemon
 from support.daemon import NotifySocket
+from support.monitoring import ServedDaemon
 
 
 def parse_entry(data: bytes) -> dict[str, str]:

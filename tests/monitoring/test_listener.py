@@ -15,7 +15,7 @@ import pytest
 from breezeway_daemon.config import ConfigError, load_settings
 from breezeway_daemon.http import parse_listen_address
 
-from .conftest import Scrape, ServedDaemon
+from support.monitoring import Scrape, ServedDaemon
 from support.simenv import SimEnv
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from breezeway_daemon.entities import ENTITY_NAMES
 
-from .conftest import Scrape, ServedDaemon
+from support.monitoring import Scrape, ServedDaemon
 from support.simenv import SimEnv
 
 HOURLY = ("properties", "reservations", "tasks")
@@ -119,7 +119,9 @@ async def test_a_scrape_after_a_sync_with_one_failing_region_says_what_happened(
             at = row["sync_completed_at"].timestamp()
             assert _last_success(scrape, "region_1", row["entity_type"]) == pytest.approx(at)
     # Counters start again, at 0 for every pair (so that increase() sees a first failure).
-    assert len(scrape.samples("breezeway_runs_total")) == 2 * len(ENTITY_NAMES) * 3  # every pair, 3 outcomes
+    assert (
+        len(scrape.samples("breezeway_runs_total")) == 2 * len(ENTITY_NAMES) * 3
+    )  # every pair, 3 outcomes
     assert scrape.value("breezeway_runs_total") == 0
 
 

@@ -1,5 +1,4 @@
-"""Fixtures of the webhook tests (``support.webhooks``), and ``served_daemon`` (the real
-``breezeway-daemon serve`` with its HTTP listener, from ``tests/monitoring``)."""
+"""Fixtures of the webhook tests (``support.webhooks``)."""
 
 from __future__ import annotations
 
@@ -11,12 +10,9 @@ import pytest
 from breezeway_daemon.config import Settings
 from breezeway_daemon.sync import SyncContext, run_batch
 from breezeway_sim import Simulator
-from monitoring.conftest import ServedDaemon, served_daemon
 
 from support.simenv import SimEnv
 from support.webhooks import Hooks, hooks_for
-
-__all__ = ["ServedDaemon", "served_daemon"]
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ import asyncpg
 import httpx
 import orjson
 
-from .conftest import ServedDaemon
 from support.cli import run_cli
 from support.groundtruth import differences
+from support.monitoring import ServedDaemon
 from support.simenv import SimEnv
 from support.webhooks import SECRET, table_digest
 

@@ -14,8 +14,8 @@ import asyncpg
 
 from breezeway_daemon.webhooks.worker import WORKER_LOCK
 
-from .conftest import ServedDaemon
 from support.groundtruth import CHILD_SPECS, EMBEDDED_TABLES, child_differences, differences
+from support.monitoring import ServedDaemon
 from support.simenv import SimEnv
 from support.webhooks import SECRET
 

@@ -1,11 +1,11 @@
-"""The daemon as a process with its HTTP listener on, and reading what it serves.
+"""The daemon as a process with its HTTP listener on, and reading what it serves
+(the ``served_daemon`` fixture of ``tests/conftest.py`` starts them).
 
 - ``ServedDaemon``: ``support.daemon.DaemonProcess`` with the listener's URL (from its
   ``http_listening`` event), ``scrape()`` of ``/metrics`` parsed with prometheus_client's
   own text parser and ``healthz()``; optionally started as systemd starts it with the
   journal (stdout a pipe that ``JOURNAL_STREAM`` names, a stand-in journal socket);
-- ``Scrape``: the parsed families, with ``value(name, **labels)`` and ``names()``;
-- ``served_daemon``: start such daemons on ``sim_env``.
+- ``Scrape``: the parsed families, with ``value(name, **labels)`` and ``names()``.
 """
 
 from __future__ import annotations
@@ -15,20 +15,18 @@ import json
 import os
 import re
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from breezeway_daemon import journal
 
 from support.cli import BIN, process_env
-from support.daemon import WAIT_S, DaemonProcess, NotifySocket
-from support.simenv import SimEnv, daemon_env_file_text, regions_for, write_private
+from support.daemon import WAIT_S, DaemonProcess
 
 PRIORITY_PREFIX = re.compile(r"<(\d)>")
 
@@ -157,39 +155,3 @@ class ServedDaemon(DaemonProcess):
             while (await self.healthz())[0] != status:  # noqa: ASYNC110
                 await asyncio.sleep(0.2)
         return loop.time() - began
-
-
-@pytest.fixture
-async def served_daemon(
-    sim_env: SimEnv, tmp_path: Path
-) -> AsyncIterator[Callable[..., Awaitable[ServedDaemon]]]:
-    """``await served_daemon(**settings)``: a ready daemon on ``sim_env`` with its listener
-    on a free port (``secrets``: regions' client secrets; ``database_url``: another
-    database; ``journal_socket``: as under systemd; ``wait_ready=False``: do not wait)."""
-    notify = NotifySocket(tmp_path / "notify.sock")
-    started: list[ServedDaemon] = []
-
-    async def start(
-        secrets: dict[str, str] | None = None,
-        database_url: str | None = None,
-        wait_ready: bool = True,
-        journal_socket: Path | None = None,
-        **settings: object,
-    ) -> ServedDaemon:
-        text = daemon_env_file_text(
-            database_url or sim_env.settings.dsn(), sim_env.settings.api_base_url, tmp_path,
-            regions_for(sim_env.sim, secrets=secrets),
-            **{"http_listen": "127.0.0.1:0", "http_retry_budget_s": 10, **settings},
-        )  # fmt: skip
-        env_file = write_private(tmp_path / f"breezeway-{len(started)}.env", text)
-        daemon = ServedDaemon(env_file, notify, {})
-        started.append(daemon)
-        await daemon.start(journal_socket)
-        if wait_ready:
-            await daemon.ready()
-        return daemon
-
-    yield start
-    for daemon in started:
-        await daemon.kill()
-    notify.close()
