@@ -13,10 +13,12 @@ import asyncpg
 import pytest
 import structlog
 
+from breezeway_daemon.config import Settings
 from breezeway_daemon.redact import configured_secrets
 from breezeway_daemon.webhooks.store import EventStore
+from breezeway_sim import Simulator
 
-from support.webhooks import SECRET, Hooks, table_digest
+from support.webhooks import SECRET, Hooks, hooks_for, table_digest
 
 
 def newer(task: dict) -> dict:
@@ -150,3 +152,22 @@ async def test_events_arriving_together_are_all_stored(hooks: Hooks) -> None:
         "SELECT name FROM breezeway.tasks WHERE region_code = 'region_1' AND id = $1", task["id"]
     )
     assert name == "v29"
+
+
+async def test_fields_never_stored_leave_the_event_before_it_is_stored(
+    clean_db: asyncpg.Pool, base_settings: Settings
+) -> None:
+    """BREEZEWAY_DROP_FIELDS holds for webhook payloads too: not in the event, not in the row."""
+    sim = Simulator(companies=1, scale="small", seed=37)
+    async with hooks_for(base_settings, sim, drop_fields="tasks.report_url,tasks.summary") as hooks:
+        task = newer(first_task(hooks))
+        task["report_url"], task["summary"] = "https://reports.example.com/secret-7", "private-9"
+        assert (await hooks.post("task", hooks.task_event(task))).status_code == 200
+        body = await hooks.pool.fetchval("SELECT body FROM breezeway.webhook_events")
+        assert b"secret-7" not in body and b"private-9" not in body
+        assert task["name"].encode() in body, "the rest of the task is kept"
+        await hooks.apply_all()
+        raw = await hooks.pool.fetchval(
+            "SELECT raw::text FROM breezeway.tasks WHERE id = $1", task["id"]
+        )
+        assert "forged" in raw and "secret-7" not in raw and "report_url" not in raw

@@ -29,7 +29,8 @@ from starlette.routing import Route
 
 from breezeway_daemon.config import Settings
 from breezeway_daemon.errors import DatabaseError, describe
-from breezeway_daemon.records import RecordRejected, loads, to_timestamptz
+from breezeway_daemon.privacy import FieldDrop
+from breezeway_daemon.records import RecordRejected, dumps, loads, to_timestamptz
 from breezeway_daemon.webhooks.store import EventStore, ReceivedEvent, StoreUnavailable
 
 log = structlog.get_logger(__name__)
@@ -73,12 +74,18 @@ def _timestamp(value: Any) -> datetime | None:
 
 
 def parse_event(
-    kind: str, body: bytes, companies: dict[int, str], property_regions: dict[int, str]
+    kind: str,
+    body: bytes,
+    companies: dict[int, str],
+    property_regions: dict[int, str],
+    drop: FieldDrop | None = None,
 ) -> ReceivedEvent | None:
     """The event a body carries, None for the test event; ``Refused`` when unacceptable.
 
     ``companies`` maps configured company ids to regions; ``property_regions`` the
     region of a property named by a property-status event without ``company_id``.
+    ``drop``: the tasks' fields never stored (``BREEZEWAY_DROP_FIELDS``), taken out of
+    the task before the event is stored.
     """
     try:
         data = loads(body)
@@ -109,6 +116,8 @@ def parse_event(
         updated = data.get("updated_at")
         if updated is None and isinstance(task, dict):
             updated = task.get("updated_at")
+        if drop and isinstance(task, dict) and (kept := drop.apply(task)) is not task:
+            body = dumps({**data, "task": kept})
     else:
         entity_id = _int(data.get("property_id"))
         if entity_id is None:
@@ -149,7 +158,10 @@ class WebhookReceiver:
         try:
             self._check_secret(request.path_params["secret"], kind)
             body = await self._body(request)
-            event = parse_event(kind, body, self.companies, await self._property_regions(body))
+            event = parse_event(
+                kind, body, self.companies, await self._property_regions(body),
+                self.settings.field_drops.get("tasks"),
+            )  # fmt: skip
         except Refused as refused:
             self.counters.refused[refused.reason] += 1
             log.warning(
