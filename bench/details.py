@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import orjson
 
+import report
 from simprocess import SimProcess
 from throwaway import create_database, drop_database
 
@@ -48,7 +48,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from breezeway_daemon.api.pacing import BACKGROUND_RESERVE, WINDOW_S  # noqa: E402
 from breezeway_daemon.config import load_settings  # noqa: E402
-from breezeway_daemon.logs import configure_logging  # noqa: E402
 from breezeway_daemon.sync import SyncContext, run_batch  # noqa: E402
 from breezeway_daemon.sync.details import DUE_TASKS, DetailsPolicy  # noqa: E402
 from breezeway_sim import Scale  # noqa: E402
@@ -235,10 +234,7 @@ def main() -> None:
     parser.add_argument("--changed", type=int, default=3000, help="tasks changed a day")
     parser.add_argument("--rate", type=int, default=240, help="data requests per minute")
     parser.add_argument("--sweep-tasks", type=int, default=1000, help="tasks per region")
-    args = parser.parse_args()
-    configure_logging("warning")
-    figures = asyncio.run(bench(args))
-    print(orjson.dumps(figures).decode())
+    report.run(bench, parser)
 
 
 if __name__ == "__main__":

@@ -45,8 +45,8 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import orjson
 
+import report
 from simprocess import SimProcess
 from throwaway import create_database, drop_database
 
@@ -54,7 +54,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from breezeway_daemon.config import Settings, load_settings  # noqa: E402
 from breezeway_daemon.db.runs import RequestMode  # noqa: E402
-from breezeway_daemon.logs import configure_logging  # noqa: E402
 from breezeway_daemon.sync import RunResult, SyncContext, run_batch  # noqa: E402
 
 # The client paces a little below the API's limit, leaving room for the delay between a
@@ -258,10 +257,7 @@ def main() -> None:
     parser.add_argument("--quiet-every", type=int, default=6,
                         help="BREEZEWAY_TASK_QUIET_POLL_EVERY (1: every property every hour)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=7)
-    args = parser.parse_args()
-    configure_logging("warning")
-    figures = asyncio.run(bench(args))
-    print(orjson.dumps(figures).decode())
+    report.run(bench, parser)
 
 
 if __name__ == "__main__":

@@ -133,14 +133,9 @@ class Handlers:
         if not isinstance(client_id, str):
             return Response(b"", 200)
         stats = sim.stats.client(client_id)
-        stats.auth_requests += 1
-        wait = sim.auth_limiter.admit(client_id, sim.faults.auth_rate_limit_per_minute)
-        if wait is not None:
-            stats.auth_rate_limited += 1
-            return rate_limited(wait, header=True)
-        failed = await self._auth_fault()
-        if failed is not None:
-            return failed
+        refused = await self._auth_admitted(client_id)
+        if refused is not None:
+            return refused
         company = sim.company_by_client(client_id)
         if company is None or secret != company.client_secret:
             return Response(b"", 200)
@@ -168,14 +163,9 @@ class Handlers:
                 )
             )
         stats = sim.stats.client(company.client_id)
-        stats.auth_requests += 1
-        wait = sim.auth_limiter.admit(company.client_id, sim.faults.auth_rate_limit_per_minute)
-        if wait is not None:
-            stats.auth_rate_limited += 1
-            return rate_limited(wait, header=True)
-        failed = await self._auth_fault()
-        if failed is not None:
-            return failed
+        refused = await self._auth_admitted(company.client_id)
+        if refused is not None:
+            return refused
         if sim.faults.echoes_token(request.scope["path"]):
             return error_response(token_echoed(token))
         if company.company_id in sim.disabled:
@@ -190,6 +180,17 @@ class Handlers:
         stats.refreshes += 1
         stats.events.append((time.monotonic(), "refresh"))
         return json_response(pair)
+
+    async def _auth_admitted(self, client_id: str) -> Response | None:
+        """Count an auth call; its answer when the auth limit or a fault refuses it."""
+        sim = self.sim
+        stats = sim.stats.client(client_id)
+        stats.auth_requests += 1
+        wait = sim.auth_limiter.admit(client_id, sim.faults.auth_rate_limit_per_minute)
+        if wait is not None:
+            stats.auth_rate_limited += 1
+            return rate_limited(wait, header=True)
+        return await self._auth_fault()
 
     async def _auth_fault(self) -> Response | None:
         """The answer of an injected auth failure (``auth_errors``, ``auth_stalls``), if any."""
