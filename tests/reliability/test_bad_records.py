@@ -20,7 +20,7 @@ from breezeway_sim import BAD_CHILD_KINDS, BAD_RECORD_KINDS
 from support.batches import Batches
 from support.groundtruth import duplicate_keys, stored
 from support.reliability import RelEnv
-from support.runs import running_rows
+from support.runs import pair_rows, running_rows
 
 KINDS = sorted(BAD_RECORD_KINDS)
 CARRIERS = ("properties", "reservations", "tasks", "people", "supplies")  # tags stay clean
@@ -51,20 +51,13 @@ async def _check_run_counts(pool: asyncpg.Pool, batches: Batches, since_id: int)
     return len(rows)
 
 
-async def _rejections(pool: asyncpg.Pool, region: str, entity: str) -> list[asyncpg.Record]:
-    return await pool.fetch(
-        "SELECT record_id, reason, raw FROM breezeway.rejected_records "
-        "WHERE region_code = $1 AND entity_type = $2",
-        region,
-        entity,
-    )
-
-
 async def _outcome(
     env: RelEnv, region: str, entity: str, record: dict[str, Any], db: dict[Any, Any]
 ) -> tuple[str, str]:
     """``("stored", "")`` or ``("rejected", reason)`` for one injected record."""
-    rejections = await _rejections(env.pool, region, entity)
+    rejections = await pair_rows(
+        env.pool, "rejected_records", region, entity, "record_id, reason, raw"
+    )
     if "id" not in record:
         name = record.get(TEXT_FIELD[entity])
         found = [r for r in rejections if r["record_id"] is None and

@@ -114,16 +114,22 @@ async def test_incremental_task_sync_by_updated_at_range_per_property(api_for):
     assert touched and touched <= seen
 
 
-async def test_deleted_task_is_404_and_leaves_the_listing(api_for):
+async def an_hour_of_deletions(api_for, entity: str, seed: int):  # noqa: ANN201 - test shorthand
+    """A simulator deleting half of ``entity`` an hour, an hour on: (sim, api, headers, old, gone)."""
     rates = busy_rates(0, 0, 0)
-    rates.tasks = EntityRates(0, 0, 0.5)
-    sim = Simulator(companies=1, rates=rates, seed=11)
+    setattr(rates, entity, EntityRates(0, 0, 0.5))
+    sim = Simulator(companies=1, rates=rates, seed=seed)
     api = await api_for(sim)
     headers = await api.headers()
-    old = sim.truth(1001, "tasks")
+    old = sim.truth(1001, entity)
     sim.advance(hours=1)
-    gone = set(old) - set(sim.truth(1001, "tasks"))
+    gone = set(old) - set(sim.truth(1001, entity))
     assert gone
+    return sim, api, headers, old, gone
+
+
+async def test_deleted_task_is_404_and_leaves_the_listing(api_for):
+    _, api, headers, old, gone = await an_hour_of_deletions(api_for, "tasks", seed=11)
     tid = min(gone)
     assert (await api.get(f"/task/{tid}", headers)).status_code == 404
     listed = await api.get_all("/task/", headers, home_id=old[tid]["home_id"])
@@ -131,15 +137,7 @@ async def test_deleted_task_is_404_and_leaves_the_listing(api_for):
 
 
 async def test_removed_property_takes_its_tasks_and_reservations(api_for):
-    rates = busy_rates(0, 0, 0)
-    rates.properties = EntityRates(0, 0, 0.5)
-    sim = Simulator(companies=1, rates=rates, seed=12)
-    api = await api_for(sim)
-    headers = await api.headers()
-    old = sim.truth(1001, "properties")
-    sim.advance(hours=1)
-    removed = set(old) - set(sim.truth(1001, "properties"))
-    assert removed
+    sim, api, headers, _, removed = await an_hour_of_deletions(api_for, "properties", seed=12)
     assert not [t for t in sim.truth(1001, "tasks").values() if t["home_id"] in removed]
     assert not [r for r in sim.truth(1001, "reservations").values() if r["property_id"] in removed]
     listed = await api.get_all("/property", headers)

@@ -14,14 +14,21 @@ import asyncpg
 from breezeway_daemon.db import runs
 
 
-async def log_rows(pool: asyncpg.Pool, region: str, entity: str) -> list[asyncpg.Record]:
-    """The pair's etl_sync_log rows, oldest first."""
+async def pair_rows(
+    pool: asyncpg.Pool, table: str, region: str, entity: str, columns: str = "*"
+) -> list[asyncpg.Record]:
+    """A region and entity's rows of ``table`` (etl_sync_log, rejected_records), oldest first."""
     return await pool.fetch(
-        "SELECT * FROM breezeway.etl_sync_log WHERE region_code = $1 AND entity_type = $2 "
+        f"SELECT {columns} FROM breezeway.{table} WHERE region_code = $1 AND entity_type = $2 "
         "ORDER BY id",
         region,
         entity,
     )
+
+
+async def log_rows(pool: asyncpg.Pool, region: str, entity: str) -> list[asyncpg.Record]:
+    """The pair's etl_sync_log rows, oldest first."""
+    return await pair_rows(pool, "etl_sync_log", region, entity)
 
 
 async def cursor(pool: asyncpg.Pool, region: str, entity: str) -> datetime | None:
