@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import math
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,7 +46,6 @@ from throwaway import create_database, drop_database
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from breezeway_daemon.api.pacing import BACKGROUND_RESERVE, WINDOW_S  # noqa: E402
-from breezeway_daemon.config import load_settings  # noqa: E402
 from breezeway_daemon.sync import SyncContext, run_batch  # noqa: E402
 from breezeway_daemon.sync.details import DUE_TASKS, DetailsPolicy  # noqa: E402
 from breezeway_sim import Scale  # noqa: E402
@@ -164,12 +162,9 @@ async def sweep(args: argparse.Namespace) -> dict[str, Any]:
     sim = SimProcess(args.regions, scale, 11, latency_s=0.04, data_rate_limit=args.rate)
     try:
         client_rate = args.rate * CLIENT_SHARE
-        settings = load_settings(
-            Path("/nonexistent/bw-bench.env"),
-            database_url=database,
-            api_base_url=sim.base_url,
-            regions={f"region_{c.index}": c.credentials() for c in sim.companies},
-            state_dir=Path(tempfile.mkdtemp(prefix="bw-bench-details-")),
+        settings = sim.settings(
+            database,
+            "details",
             requests_per_minute=client_rate,
             max_in_flight_per_credential=8,
             task_fetch_concurrency=8,

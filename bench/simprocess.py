@@ -34,12 +34,15 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from breezeway_daemon.config import Settings
     from breezeway_sim import Scale
 
 __all__ = ["SimCompany", "SimProcess"]
@@ -103,6 +106,20 @@ class SimProcess:
         self.base_url: str = info["base_url"]
         self.prepare_s: float = info["prepare_s"]
         self.companies = [SimCompany(**c) for c in info["companies"]]
+
+    def settings(self, database_url: str, name: str, **overrides: Any) -> Settings:
+        """The daemon's settings against this simulator: one region per company
+        (``region_<n>``), a fresh state directory, no env file; ``overrides`` on top."""
+        from breezeway_daemon.config import load_settings
+
+        return load_settings(
+            Path("/nonexistent/bw-bench.env"),
+            database_url=database_url,
+            api_base_url=self.base_url,
+            regions={f"region_{c.index}": c.credentials() for c in self.companies},
+            state_dir=Path(tempfile.mkdtemp(prefix=f"bw-bench-{name}-")),
+            **overrides,
+        )
 
     def stats(self, window_s: float = 60.0) -> dict[str, dict[str, int]]:
         """Per client credential: data requests, 429s and the most in any ``window_s``."""

@@ -38,7 +38,6 @@ import asyncio
 import math
 import resource
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +51,7 @@ from throwaway import create_database, drop_database
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from breezeway_daemon.config import Settings, load_settings  # noqa: E402
+from breezeway_daemon.config import Settings  # noqa: E402
 from breezeway_daemon.db.runs import RequestMode  # noqa: E402
 from breezeway_daemon.sync import RunResult, SyncContext, run_batch  # noqa: E402
 
@@ -175,12 +174,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     database = await create_database("sync")
     sim = SimProcess(args.companies, scale, args.seed, latency_s=latency, data_rate_limit=rate)
     try:
-        settings = load_settings(
-            Path("/nonexistent/bw-bench.env"),
-            database_url=database,
-            api_base_url=sim.base_url,
-            regions={f"region_{c.index}": c.credentials() for c in sim.companies},
-            state_dir=Path(tempfile.mkdtemp(prefix="bw-bench-sync-")),
+        settings = sim.settings(
+            database,
+            "sync",
             requests_per_minute=client_rate,
             region_concurrency=concurrency,
             db_pool_size=args.pool_size,
