@@ -16,17 +16,22 @@ value that is not an array counts as one rejected item and leaves an empty set).
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 
-from breezeway_daemon.db.batch import Row
+from breezeway_daemon.db.batch import STEP, Row
 from breezeway_daemon.db.entity_table import SCHEMA, EntityTable
 from breezeway_daemon.db.rejections import Rejection, store_rejections
 from breezeway_daemon.entities import Column, ColumnType
 from breezeway_daemon.records import (
+    BIGINT_MAX,
+    BIGINT_MIN,
+    ColumnReader,
     RecordRejected,
     column_reader,
     dumps,
@@ -34,6 +39,7 @@ from breezeway_daemon.records import (
     to_bigint,
 )
 
+NO_DEFAULTS: Mapping[str, Any] = {}
 Derived = tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...]
 
 
@@ -48,6 +54,10 @@ class ChildSpec:
     id_column: str | None = "id"  # the column of the item's own ``id``; None: keyed by position
     columns: tuple[Column, ...] = ()
     derived: Derived = ()  # columns computed from the item (arrays, counts)
+
+    @functools.cached_property
+    def reader(self) -> ColumnReader:
+        return column_reader(self.columns)
 
     @property
     def copy_columns(self) -> tuple[str, ...]:
@@ -139,8 +149,10 @@ class ChildSets:
     rejections: list[Rejection] = field(default_factory=list)
     received: int = 0
 
-    def add(self, region: str, parent_id: int, items: Any) -> None:
-        """Read one parent's items (``None``: no children)."""
+    def add(self, region: str, parent_id: int, items: Any, *, clean: bool = False) -> None:
+        """Read one parent's items (``None``: no children). ``clean``: the items come from a
+        record whose NUL characters are already removed (the loader's), so they are not
+        looked for again."""
         spec = self.spec
         self.parents.append(parent_id)
         if items is None:
@@ -151,36 +163,52 @@ class ChildSets:
             reason = f"{what} is a {type(items).__name__}, not an array"
             self.rejections.append(Rejection(items, reason, str(parent_id)))
             return
-        reader = column_reader(spec.columns)
+        self.received += len(items)
+        values_of = spec.reader.values
+        keyed = spec.id_column is not None
+        derived = spec.derived
+        append = self.rows.append
         seen: set[int] = set()
         for position, item in enumerate(items):
-            self.received += 1
             try:
                 if not isinstance(item, dict):
                     raise RecordRejected(
                         f"item {position} is a {type(item).__name__}, not an object"
                     )
-                own: tuple[Any, ...] = ()
-                if spec.id_column:
-                    if item.get("id") is None:
-                        raise RecordRejected(f"item {position} has no id")
-                    try:
-                        item_id = to_bigint(item["id"])
-                    except ValueError as err:
-                        raise RecordRejected(f"item {position}: id: {err}") from None
+                if keyed:
+                    item_id = _item_id(item, position)
                     if item_id in seen:
                         raise RecordRejected(f"item {position} repeats id {item_id}")
                     seen.add(item_id)
-                    own = (item_id,)
-                values = reader.values(item, {})
+                values = values_of(item, NO_DEFAULTS)
             except RecordRejected as err:
                 self.rejections.append(Rejection(item, str(err), f"{parent_id}[{position}]"))
                 continue
-            clean, data = serialize(item)  # NUL characters removed, as in the parent
-            if clean is not item:
-                values = reader.values(clean, {})
-            derived = [compute(clean) for _, compute in spec.derived]
-            self.rows.append((region, parent_id, *own, position, *values, *derived, data))
+            if clean:
+                data = dumps(item)
+            else:
+                cleaned, data = serialize(item)  # NUL characters removed, as in a parent
+                if cleaned is not item:
+                    item, values = cleaned, values_of(cleaned, NO_DEFAULTS)
+            if derived:
+                values += [compute(item) for _, compute in derived]
+            if keyed:
+                append((region, parent_id, item_id, position, *values, data))
+            else:
+                append((region, parent_id, position, *values, data))
+
+
+def _item_id(item: dict[str, Any], position: int) -> int:
+    """An item's own id, or ``RecordRejected``."""
+    value = item.get("id")
+    if type(value) is int and BIGINT_MIN <= value <= BIGINT_MAX:
+        return value
+    if value is None:
+        raise RecordRejected(f"item {position} has no id")
+    try:
+        return to_bigint(value)
+    except ValueError as err:
+        raise RecordRejected(f"item {position}: id: {err}") from None
 
 
 async def child_counts(pool: asyncpg.Pool) -> dict[str, int]:
@@ -202,16 +230,23 @@ async def write_embedded(
 ) -> int:
     """Replace the embedded children of the parents just written (the loader's new and
     changed rows), in the loader's transaction; returns the items rejected."""
-    entity = table.spec.name
-    if entity not in EMBEDDED:
+    specs = EMBEDDED.get(table.spec.name)
+    if not specs:
         return 0
     id_at = table.key.index("id")
     writer = ChildWriter(region, run_id)
     rejected = 0
     for rows, fresh in ((new_rows, True), (changed_rows, False)):
-        if rows:
-            sets = writer.embedded(entity, [(row[id_at], entry.record) for row, entry in rows])
-            rejected += await writer.replace(conn, sets, fresh=fresh)
+        if not rows:
+            continue
+        sets = [ChildSets(spec) for spec in specs]
+        for n, (row, entry) in enumerate(rows, 1):
+            if not n % STEP:
+                await asyncio.sleep(0)  # let the batches being written meanwhile go on
+            parent_id, record = row[id_at], entry.record
+            for child in sets:
+                child.add(region, parent_id, record.get(child.spec.source), clean=True)
+        rejected += await writer.replace(conn, sets, fresh=fresh)
     return rejected
 
 
