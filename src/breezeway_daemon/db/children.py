@@ -90,9 +90,13 @@ class ChildSpec:
         )
         replace = (
             f"WITH staged AS (DELETE FROM {staging} RETURNING {columns}), "
-            f"gone AS (DELETE FROM {table} AS c WHERE c.region_code = $1 "
-            f"AND c.{parent} = ANY($2::bigint[]) AND NOT EXISTS (SELECT FROM staged AS s "
-            f"WHERE s.{parent} = c.{parent} AND s.{own} = c.{own})) "
+            # One index probe per parent (the OFFSET keeps it so): a table just loaded has
+            # no statistics, and the planner would otherwise read the region's children.
+            f"gone AS (DELETE FROM {table} AS c USING (SELECT o.row_id "
+            f"FROM unnest($2::bigint[]) AS p(id), LATERAL (SELECT t.ctid AS row_id, t.{own} "
+            f"FROM {table} AS t WHERE t.region_code = $1 AND t.{parent} = p.id OFFSET 0) AS o "
+            f"WHERE NOT EXISTS (SELECT FROM staged AS s WHERE s.{parent} = p.id "
+            f"AND s.{own} = o.{own})) AS old WHERE c.ctid = old.row_id) "
             f"INSERT INTO {table} AS c ({columns}) SELECT {columns} FROM staged "
             f"ON CONFLICT (region_code, {parent}, {own}) DO UPDATE SET "
             + ", ".join(f"{name} = EXCLUDED.{name}" for name in rest)
