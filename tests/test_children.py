@@ -8,7 +8,7 @@ import asyncpg
 
 from breezeway_daemon.db.children import CHILDREN, ChildWriter
 from breezeway_daemon.db.loader import Loader
-from breezeway_daemon.entities import PROPERTIES, TASKS
+from breezeway_daemon.entities import PROPERTIES, RESERVATIONS, TASKS
 
 REGION = "nashville"
 
@@ -65,6 +65,37 @@ async def test_a_changed_parent_replaces_its_children_as_a_set(clean_db: asyncpg
     assert [r["task_id"] for r in photos] == [101]
     tags = await clean_db.fetch("SELECT task_id, tag_id, name FROM breezeway.task_tags")
     assert sorted(tuple(r) for r in tags) == [(100, 5, "vip"), (101, 5, "vip")]
+
+
+async def test_a_changed_parent_writes_only_the_children_that_differ(
+    clean_db: asyncpg.Pool,
+) -> None:
+    await parents(clean_db)
+    await write(clean_db, [task(100)])
+    await Loader(clean_db, RESERVATIONS, REGION).load([reservation(2, ["Ana", "Bo"])])
+    versions = "SELECT {key}, xmin::text FROM breezeway.{table} ORDER BY {key}"
+    tags_before = await clean_db.fetch(versions.format(key="tag_id", table="task_tags"))
+    assignments_before = await clean_db.fetch(versions.format(key="id", table="task_assignments"))
+    # The task changes: its name, one assignment's status; its tag and photo stay.
+    assignments = task(100)["assignments"]
+    changed = task(100, name="Deep clean", assignments=[
+        {**assignments[0], "type_task_user_status": "finished"}, assignments[1]])  # fmt: skip
+    await write(clean_db, [changed])
+    assert await clean_db.fetch(versions.format(key="tag_id", table="task_tags")) == tags_before
+    after = await clean_db.fetch(versions.format(key="id", table="task_assignments"))
+    assert after[1] == assignments_before[1]  # the same item: not rewritten
+    assert after[0]["id"] == 10 and after[0]["xmin"] != assignments_before[0]["xmin"]
+    status = "SELECT status FROM breezeway.task_assignments WHERE id = 10"
+    assert await clean_db.fetchval(status) == "finished"
+    # Keyed by position: a guest who left the array leaves the table; the others stay put.
+    await Loader(clean_db, RESERVATIONS, REGION).load([reservation(2, ["Bo"], checkin="x")])
+    guests = await stored(clean_db, "reservation_guests", parent="reservation_id")
+    assert [(r[2], r[3]) for r in guests] == [(0, "Bo")]
+
+
+def reservation(rid: int, guests: list[str], **fields: Any) -> dict[str, Any]:
+    return {"id": rid, "property_id": 1, "guests": [{"first_name": name} for name in guests],
+            **fields}  # fmt: skip
 
 
 async def test_bad_items_are_rejected_and_the_counts_add_up(clean_db: asyncpg.Pool) -> None:

@@ -321,7 +321,17 @@ ALLOWED_SQL_INTERPOLATIONS = {
         "self.parent.table",
         "self.spec.parent_ref.column",
     },
-    "db/children.py": {"SCHEMA", "spec.table", "spec.parent_column"},  # ChildSpec constants
+    # ChildSpec constants: its table, staging table, columns and keys
+    "db/children.py": {
+        "SCHEMA",
+        "spec.table",
+        "spec.parent_column",
+        "table",
+        "staging",
+        "columns",
+        "parent",
+        "own",
+    },
     "status.py": {"entity"},  # a key of the schedule: validated entity names only
     # a constant table name; a role name checked by ROLE_NAME, then quoted by the server
     "db/schema.py": {"table", "ident", "role"},
