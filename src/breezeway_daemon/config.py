@@ -1,12 +1,6 @@
 """Settings: everything the daemon reads from its env file and the environment.
 
-Names are fixed by operators' env files (see ``.env.example``): ``DATABASE_URL``,
-``BREEZEWAY_API_BASE_URL``, ``BREEZEWAY_REGIONS__<REGION>__CLIENT_ID`` and so on.
-The env file's path is itself a setting (``BREEZEWAY_ENV_FILE``, default ``.env``)
-so that SIGHUP can re-read it.
-
-``load_settings()`` is the one way in: it returns a fully validated ``Settings``
-or raises ``ConfigError`` whose message is one line naming the setting.
+``load_settings()`` is the one way in: a validated ``Settings`` or a one-line ``ConfigError``.
 """
 
 from __future__ import annotations
@@ -83,7 +77,13 @@ def _cron(value: str) -> str:
 
 
 class Settings(BaseSettings):
-    """The effective configuration. Durations are in the unit their name says."""
+    """The effective configuration. Durations are in the unit their name says.
+
+    Names are fixed by operators' env files (see ``.env.example``): ``DATABASE_URL``,
+    ``BREEZEWAY_API_BASE_URL``, ``BREEZEWAY_REGIONS__<REGION>__CLIENT_ID`` and so on. The env file's
+    path is itself a setting (``BREEZEWAY_ENV_FILE``, default ``.env``) so that SIGHUP can re-read
+    it.
+    """
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,

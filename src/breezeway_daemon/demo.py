@@ -1,14 +1,6 @@
 """``breezeway-daemon demo``: the whole product on one machine, with nothing to set up.
 
-1. A database: ``DATABASE_URL`` when set, else an embedded PostgreSQL kept in
-   ``<state dir>/pgdata`` (listening on a Unix socket only).
-2. The built-in Breezeway simulator on 127.0.0.1, one company per runbook region.
-3. Migrations, then a full sync of every entity of every region with a live
-   progress display (records and API calls per region and entity).
-4. The simulated clock moves on an hour (records created, changed, deleted) and
-   an incremental sync runs.
-5. The status table, and how to connect with psql; then a clean stop (or, with
-   ``--keep-running``, everything stays up until Ctrl-C).
+(``run_demo``: database, simulator, full sync, an hour later, status.)
 """
 
 from __future__ import annotations
@@ -139,7 +131,18 @@ async def run_demo(
     keep_running: bool = False,
     out: TextIO = sys.stdout,
 ) -> int:
-    """Run the demo end to end; returns the exit code (1 if any run failed)."""
+    """Run the demo end to end; returns the exit code (1 if any run failed).
+
+    1. A database: ``DATABASE_URL`` when set, else an embedded PostgreSQL kept in ``<state
+       dir>/pgdata`` (listening on a Unix socket only).
+    2. The built-in Breezeway simulator on 127.0.0.1, one company per runbook region.
+    3. Migrations, then a full sync of every entity of every region with a live progress display
+       (records and API calls per region and entity).
+    4. The simulated clock moves on an hour (records created, changed, deleted) and an incremental
+       sync runs.
+    5. The status table, and how to connect with psql; then a clean stop (or, with
+       ``--keep-running``, everything stays up until Ctrl-C).
+    """
     regions = list(RUNBOOK_REGIONS)
     say = lambda text="": print(text, file=out, flush=True)  # noqa: E731
     say(f"breezeway-daemon demo: {len(regions)} regions against the built-in Breezeway simulator")

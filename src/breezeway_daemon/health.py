@@ -1,16 +1,6 @@
 """Health: is the scheduler running, and did the database answer lately?
 
-``Health`` probes the database every ``BREEZEWAY_HEALTH_PROBE_S`` seconds (default 15)
-with ``SELECT 1`` on a connection of its own (a pool busy with runs must not make a
-healthy database look dead), bounded by that interval. The daemon is healthy while its
-scheduler runs and the database answered within ``HEALTH_WINDOW_PROBES`` intervals (a
-minute by default). ``/healthz`` and the ``breezeway_database_up`` gauge read the
-probe's last result: a request never waits for the database.
-
-Its first successful probe also reads each pair's last success from ``etl_sync_log``
-(once), so the last-success gauge is right from the start, not only after the next run;
-with the webhook receiver on, each probe also counts the pending webhook events (one
-index scan), which ``/metrics`` shows without a query of its own.
+(``Health``: a background probe whose last result ``/healthz`` and ``/metrics`` read.)
 """
 
 from __future__ import annotations
@@ -55,7 +45,20 @@ class Watched(Protocol):
 
 
 class Health:
-    """The daemon's health, kept current by a background probe."""
+    """The daemon's health, kept current by a background probe.
+
+    ``Health`` probes the database every ``BREEZEWAY_HEALTH_PROBE_S`` seconds (default 15) with
+    ``SELECT 1`` on a connection of its own (a pool busy with runs must not make a healthy database
+    look dead), bounded by that interval. The daemon is healthy while its scheduler runs and the
+    database answered within ``HEALTH_WINDOW_PROBES`` intervals (a minute by default). ``/healthz``
+    and the ``breezeway_database_up`` gauge read the probe's last result: a request never waits for
+    the database.
+
+    Its first successful probe also reads each pair's last success from ``etl_sync_log`` (once), so
+    the last-success gauge is right from the start, not only after the next run; with the webhook
+    receiver on, each probe also counts the pending webhook events (one index scan), which
+    ``/metrics`` shows without a query of its own.
+    """
 
     def __init__(self, daemon: Watched) -> None:
         self.daemon = daemon

@@ -1,18 +1,6 @@
 """journald's native protocol: log events as structured journal entries.
 
-Under systemd, when stdout is the journal (``JOURNAL_STREAM`` names stdout's device and
-inode, see systemd.exec(5)) and the journal's socket exists, each event is sent to
-``/run/systemd/journal/socket`` as one datagram of fields (systemd's "Native Journal
-Protocol"): ``MESSAGE`` (readable: the event and its values), ``PRIORITY`` (syslog
-level), ``EVENT``, ``REGION``, ``ENTITY``, ``RUN_ID`` (when the event has them),
-``SYSLOG_IDENTIFIER`` and ``EVENT_JSON`` (the whole event, as the JSON lines carry it).
-So ``journalctl -u breezeway-daemon REGION=nashville -p warning`` finds a region's
-warnings. An entry too large for a datagram goes in a sealed memfd whose descriptor is
-passed instead. A send that fails (journald restarting) writes the event to stdout,
-which is the journal's stream: nothing is lost. No C library or compiler is needed.
-
-``BREEZEWAY_JOURNAL_SOCKET`` names another socket (tests; containers that mount it
-elsewhere).
+(``writer_for`` chooses it; ``JournalLogger`` sends the entries).
 """
 
 from __future__ import annotations
@@ -98,7 +86,21 @@ def entry(event: Mapping[str, Any], priority: int) -> bytes:
 
 
 class JournalWriter:
-    """Sends entries to the journal's datagram socket."""
+    """Sends entries to the journal's datagram socket.
+
+    Under systemd, when stdout is the journal (``JOURNAL_STREAM`` names stdout's device and inode,
+    see systemd.exec(5)) and the journal's socket exists, each event is sent to
+    ``/run/systemd/journal/socket`` as one datagram of fields (systemd's "Native Journal Protocol"):
+    ``MESSAGE`` (readable: the event and its values), ``PRIORITY`` (syslog level), ``EVENT``,
+    ``REGION``, ``ENTITY``, ``RUN_ID`` (when the event has them), ``SYSLOG_IDENTIFIER`` and
+    ``EVENT_JSON`` (the whole event, as the JSON lines carry it). So ``journalctl -u
+    breezeway-daemon REGION=nashville -p warning`` finds a region's warnings. An entry too large for
+    a datagram goes in a sealed memfd whose descriptor is passed instead. A send that fails
+    (journald restarting) writes the event to stdout, which is the journal's stream: nothing is
+    lost. No C library or compiler is needed.
+
+    ``BREEZEWAY_JOURNAL_SOCKET`` names another socket (tests; containers that mount it elsewhere).
+    """
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = str(path or journal_socket())

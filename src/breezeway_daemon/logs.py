@@ -1,18 +1,6 @@
 """Logging: structlog events to stdout, shaped for where stdout goes.
 
-- Under systemd, when stdout is the journal and its socket is there: journal
-  entries with fields (``REGION=``, ``ENTITY=``, ``RUN_ID=``, ``EVENT=``...), see
-  ``journal.py``.
-- Under systemd otherwise (``JOURNAL_STREAM`` set): one JSON object per line, prefixed
-  with the ``<N>`` syslog priority so that journald keeps each event's level.
-- Elsewhere, not on a terminal: JSON lines without the prefix.
-- On a terminal: readable console lines.
-
-Context variables (``region``, ``entity``, ``run_id``) bound with
-``structlog.contextvars.bind_contextvars`` appear on every event of that task.
-Values of secret-looking keys are masked, whatever logs them; in every other
-string value, URL passwords, ``Bearer``/``JWT`` tokens and JWTs are (an error
-message may quote an API answer that echoed the request's token).
+(``configure_logging``: journal entries, JSON lines or console lines; secrets masked).
 """
 
 from __future__ import annotations
@@ -85,7 +73,21 @@ def _json(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> s
 def configure_logging(
     level: str = "info", *, stream: TextIO | None = None, force_json: bool | None = None
 ) -> None:
-    """Set up structlog (and the stdlib root logger, for libraries) once per process."""
+    """Set up structlog (and the stdlib root logger, for libraries) once per process.
+
+    - Under systemd, when stdout is the journal and its socket is there: journal entries with fields
+      (``REGION=``, ``ENTITY=``, ``RUN_ID=``, ``EVENT=``...), see ``journal.py``.
+    - Under systemd otherwise (``JOURNAL_STREAM`` set): one JSON object per line, prefixed with the
+      ``<N>`` syslog priority so that journald keeps each event's level.
+    - Elsewhere, not on a terminal: JSON lines without the prefix.
+    - On a terminal: readable console lines.
+
+    Context variables (``region``, ``entity``, ``run_id``) bound with
+    ``structlog.contextvars.bind_contextvars`` appear on every event of that task. Values of
+    secret-looking keys are masked, whatever logs them; in every other string value, URL passwords,
+    ``Bearer``/``JWT`` tokens and JWTs are (an error message may quote an API answer that echoed the
+    request's token).
+    """
     stream = stream or sys.stdout
     numeric_level = logging.getLevelName(level.upper())
     if not isinstance(numeric_level, int):

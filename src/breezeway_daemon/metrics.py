@@ -1,17 +1,7 @@
 """Prometheus metrics: what the daemon counts, and what ``/metrics`` shows.
 
-The rest of the code reports what happened in one line (``metrics.run_finished(result)``,
-``metrics.api_answered(region, response)``, ...); these functions only bump in-memory
-counters, so they cost next to nothing whether or not anything scrapes the daemon.
-What the daemon already holds (the pool, the pacers, the health probe, the settings,
-the webhook receiver's counts) is read when ``/metrics`` is scraped, by ``DaemonCollector``; a scrape never queries
-the database. Last successes are read from ``etl_sync_log`` once at start
-(``health.py``) and updated from run results.
-
-Names follow Prometheus conventions: the ``breezeway_`` prefix, base units, ``_total``
-counters, ``_seconds`` histograms. Labels are bounded: region, entity, outcome, status
-class, batch kind, alert kind; never ids or URLs. Process metrics are the library's
-default collectors. Everything lives in this module's own ``REGISTRY``.
+One-line calls bump in-memory counters; ``DaemonCollector`` reads the daemon's state
+at each scrape. Everything lives in this module's own ``REGISTRY``.
 """
 
 from __future__ import annotations
@@ -43,6 +33,18 @@ if TYPE_CHECKING:
 # ``_created`` series double the output and say nothing a restart's counter reset does not.
 disable_created_metrics()
 
+# The rest of the code reports what happened in one line (``metrics.run_finished(result)``,
+# ``metrics.api_answered(region, response)``, ...); these functions only bump in-memory counters, so
+# they cost next to nothing whether or not anything scrapes the daemon. What the daemon already
+# holds (the pool, the pacers, the health probe, the settings, the webhook receiver's counts) is
+# read when ``/metrics`` is scraped, by ``DaemonCollector``; a scrape never queries the database.
+# Last successes are read from ``etl_sync_log`` once at start (``health.py``) and updated from run
+# results.
+#
+# Names follow Prometheus conventions: the ``breezeway_`` prefix, base units, ``_total`` counters,
+# ``_seconds`` histograms. Labels are bounded: region, entity, outcome, status class, batch kind,
+# alert kind; never ids or URLs. Process metrics are the library's default collectors. Everything
+# lives in this module's own ``REGISTRY``.
 REGISTRY = CollectorRegistry()
 for _default in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
     REGISTRY.register(_default)

@@ -1,14 +1,7 @@
 """Keeping secrets out of what leaves the process: alerts, bundles, error messages.
 
-``configured_secrets(settings)`` lists every secret value the configuration
-holds; ``scrub(text, secrets)`` replaces them, and anything shaped like a URL
-password, a bearer token, a ``token=``/``secret=`` value or a JWT, with ``***``.
-``scrub_credentials(text)`` removes only what is certainly a credential (a URL
-password, the token after ``Bearer``/``JWT``, a JWT): for error messages, which
-quote what an API or a library answered, and for log values. Both also mask, by
-value, every token the process holds (``hold_tokens``), whatever its shape: an API
-error body that echoes an opaque token loses it before it reaches a log line, an
-alert, ``last_error``, ``etl_sync_log.error_message`` or a bundle.
+(``scrub`` for what the configuration holds and anything secret-shaped;
+``scrub_credentials`` for what is certainly a credential; ``hold_tokens`` for tokens by value.)
 """
 
 from __future__ import annotations
@@ -94,7 +87,17 @@ def scrub(text: str, secrets: Iterable[str] = ()) -> str:
 
 
 def scrub_credentials(text: str) -> str:
-    """``text`` without held tokens, URL passwords, ``Bearer``/``JWT`` tokens or JWTs."""
+    """``text`` without held tokens, URL passwords, ``Bearer``/``JWT`` tokens or JWTs.
+
+    ``configured_secrets(settings)`` lists every secret value the configuration holds; ``scrub(text,
+    secrets)`` replaces them, and anything shaped like a URL password, a bearer token, a
+    ``token=``/``secret=`` value or a JWT, with ``***``. ``scrub_credentials(text)`` removes only
+    what is certainly a credential (a URL password, the token after ``Bearer``/``JWT``, a JWT): for
+    error messages, which quote what an API or a library answered, and for log values. Both also
+    mask, by value, every token the process holds (``hold_tokens``), whatever its shape: an API
+    error body that echoes an opaque token loses it before it reaches a log line, an alert,
+    ``last_error``, ``etl_sync_log.error_message`` or a bundle.
+    """
     text = _mask_held(text)
     if "://" in text:
         text = _URL_PASSWORD.sub(rf"\1:{MASK}@", text)

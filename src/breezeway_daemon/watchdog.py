@@ -1,17 +1,6 @@
 """The watchdog: no run stays ``running`` when nothing runs it anymore.
 
-A ``running`` row becomes ``failed``, with a message saying why, when
-- its heartbeat is older than ``stale_run_minutes`` (its process hung or died
-  on another host);
-- its owner is this host and its process is gone (or is this process, which
-  does not know the run: a previous process with a reused pid), and no database
-  session holds the pair's run lock (``pg_locks``): two containers can share a
-  host name and a pid, and neither may fail the other's live run;
-- it has run longer than ``max_run_minutes``; when it runs in this process its
-  task is cancelled first.
-
-Afterwards the runbook's "stuck in running" query finds nothing. The daemon
-sweeps every minute and once at start; ``breezeway-daemon watchdog`` sweeps once.
+The daemon sweeps every minute and once at start; ``breezeway-daemon watchdog`` sweeps once.
 """
 
 from __future__ import annotations
@@ -92,7 +81,19 @@ def own_run_sessions(active: Mapping[int, CancellableRun]) -> list[int]:
 async def sweep(
     pool: asyncpg.Pool, settings: Settings, active: Mapping[int, CancellableRun] | None = None
 ) -> list[StuckRun]:
-    """Fail every stuck run; returns them (with the reason) for the stuck-run alert."""
+    """Fail every stuck run; returns them (with the reason) for the stuck-run alert.
+
+    A ``running`` row becomes ``failed``, with a message saying why, when
+    - its heartbeat is older than ``stale_run_minutes`` (its process hung or died on another host);
+    - its owner is this host and its process is gone (or is this process, which does not know the
+      run: a previous process with a reused pid), and no database session holds the pair's run lock
+      (``pg_locks``): two containers can share a host name and a pid, and neither may fail the
+      other's live run;
+    - it has run longer than ``max_run_minutes``; when it runs in this process its task is cancelled
+      first.
+
+    Afterwards the runbook's "stuck in running" query finds nothing.
+    """
     active = active or {}
     now = await pool.fetchval("SELECT now()")
     rows = await pool.fetch(

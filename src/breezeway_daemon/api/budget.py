@@ -1,16 +1,6 @@
 """The API's minute shared through the database, across processes and restarts.
 
-A pacer (``api/pacing.py``) counts its own process's requests exactly, but a
-daemon restarted after a kill, or a ``run`` command started beside the daemon,
-would not know what the credential already spent. So before sending requests a
-pacer reserves a few at a time (``CredentialBudget.reserve``): one row of
-``api_request_reservations``, committed before any of its requests is sent, so a
-process killed right after still has them counted. A reservation's requests are
-started within ``HOLD_S``; the row counts against the credential's rolling
-minute until then plus ``TRAVEL_S`` (a request's way to the server) plus the
-window. Each reservation reads the live reservations of every other owner (other
-processes, a killed predecessor): the pacer counts them as it counts its own. The
-unused part of a reservation is given back with the next one.
+(``CredentialBudget``: reservations in ``api_request_reservations`` that every process counts.)
 """
 
 from __future__ import annotations
@@ -46,7 +36,19 @@ class Reservation:
 
 
 class CredentialBudget:
-    """One credential's reservations in ``api_request_reservations``, for one pacer."""
+    """One credential's reservations in ``api_request_reservations``, for one pacer.
+
+    A pacer (``api/pacing.py``) counts its own process's requests exactly, but a daemon restarted
+    after a kill, or a ``run`` command started beside the daemon, would not know what the credential
+    already spent. So before sending requests a pacer reserves a few at a time
+    (``CredentialBudget.reserve``): one row of ``api_request_reservations``, committed before any of
+    its requests is sent, so a process killed right after still has them counted. A reservation's
+    requests are started within ``HOLD_S``; the row counts against the credential's rolling minute
+    until then plus ``TRAVEL_S`` (a request's way to the server) plus the window. Each reservation
+    reads the live reservations of every other owner (other processes, a killed predecessor): the
+    pacer counts them as it counts its own. The unused part of a reservation is given back with the
+    next one.
+    """
 
     def __init__(self, pool: asyncpg.Pool, credential: str) -> None:
         self.pool = pool

@@ -1,31 +1,5 @@
-"""The token cache: one valid access token per region, shared safely.
-
-``breezeway.api_tokens`` is the source of truth, read on every ``get`` (one
-primary-key lookup), so a token an operator set to NULL (the runbook's "force
-token refresh") is never used again, even while the daemon runs.
-
-Renewing a token:
-- inside one process, one renewal per region at a time; concurrent callers wait
-  for it and share its result, a failure included (so a refused login or a hung
-  auth endpoint is met once, not once per waiting request);
-- across processes, under a transaction-scoped PostgreSQL advisory lock per
-  region, re-reading the row first, so that two processes never both spend a
-  rotating refresh token;
-- with the refresh token while it is valid, else by logging in with the client
-  credentials; the auth endpoints' limit (1 per minute) is honoured by waiting
-  for the 429's reset, never by hammering;
-- a transient failure of an auth call (a timeout, a connection error, a 5xx) is
-  retried ``AUTH_RETRY_S`` later (the failed call counted against that limit), at
-  most ``MAX_AUTH_ATTEMPTS`` calls within ``MAX_AUTH_WAIT_S``;
-- wrong or inactive credentials are a permanent ``CredentialsRejected`` stored
-  in ``last_error``; the login is not tried again for that credential for
-  ``LOGIN_COOLDOWN_S`` (so a batch does not loop on it); a refresh answered
-  "inactive client" is final too (no login after it);
-- a token is renewed ``token_renew_margin_s`` before its expiry, or half-way
-  through its life when it lives less than twice that (never on every call);
-- every token obtained or read from the table is held for masking
-  (``redact.hold_tokens``): an API error that echoes it, in whatever form, loses it
-  before it reaches a log line, an alert, ``last_error`` or the sync log.
+"""The token cache: one valid access token per region, shared safely by the
+tasks of a process and by processes (``TokenCache``; renewal rules above its constants).
 """
 
 from __future__ import annotations
@@ -52,6 +26,30 @@ from breezeway_daemon.redact import hold_tokens
 
 log = structlog.get_logger(__name__)
 
+# ``breezeway.api_tokens`` is the source of truth, read on every ``get`` (one primary-key lookup),
+# so a token an operator set to NULL (the runbook's "force token refresh") is never used again, even
+# while the daemon runs.
+#
+# Renewing a token:
+# - inside one process, one renewal per region at a time; concurrent callers wait for it and share
+#   its result, a failure included (so a refused login or a hung auth endpoint is met once, not once
+#   per waiting request);
+# - across processes, under a transaction-scoped PostgreSQL advisory lock per region, re-reading the
+#   row first, so that two processes never both spend a rotating refresh token;
+# - with the refresh token while it is valid, else by logging in with the client credentials; the
+#   auth endpoints' limit (1 per minute) is honoured by waiting for the 429's reset, never by
+#   hammering;
+# - a transient failure of an auth call (a timeout, a connection error, a 5xx) is retried
+#   ``AUTH_RETRY_S`` later (the failed call counted against that limit), at most
+#   ``MAX_AUTH_ATTEMPTS`` calls within ``MAX_AUTH_WAIT_S``;
+# - wrong or inactive credentials are a permanent ``CredentialsRejected`` stored in ``last_error``;
+#   the login is not tried again for that credential for ``LOGIN_COOLDOWN_S`` (so a batch does not
+#   loop on it); a refresh answered "inactive client" is final too (no login after it);
+# - a token is renewed ``token_renew_margin_s`` before its expiry, or half-way through its life when
+#   it lives less than twice that (never on every call);
+# - every token obtained or read from the table is held for masking (``redact.hold_tokens``): an API
+#   error that echoes it, in whatever form, loses it before it reaches a log line, an alert,
+#   ``last_error`` or the sync log.
 LOGIN_PATH = "/public/auth/v1/"
 REFRESH_PATH = "/public/auth/v1/refresh"
 ACCESS_TTL_FALLBACK = timedelta(hours=24)

@@ -1,12 +1,6 @@
 """A batch's Python work, which needs no database.
 
-``prepare_batch`` drops the fields the policy names (``privacy.FieldDrop``) from
-each record before anything else reads it, reads its key, serializes and hashes
-it, and keeps one record per key (the last wins): all an unchanged record costs
-on this side.
-``typed_rows`` converts the new and changed records into their table's rows.
-Both let the event loop run every ``STEP`` records, so that the batches being
-written meanwhile are not kept waiting.
+(``prepare_batch``: keys, JSON and hashes; ``typed_rows``: the table's rows.)
 """
 
 from __future__ import annotations
@@ -21,6 +15,11 @@ from breezeway_daemon.db.rejections import Rejection
 from breezeway_daemon.privacy import FieldDrop
 from breezeway_daemon.records import RecordRejected, content_hash, record_id, serialize
 
+# ``prepare_batch`` drops the fields the policy names (``privacy.FieldDrop``) from each record
+# before anything else reads it, reads its key, serializes and hashes it, and keeps one record per
+# key (the last wins): all an unchanged record costs on this side. ``typed_rows`` converts the new
+# and changed records into their table's rows. Both let the event loop run every ``STEP`` records,
+# so that the batches being written meanwhile are not kept waiting.
 STEP = 25  # records of Python work (about 0.2 ms) between two turns of the event loop
 
 

@@ -1,18 +1,6 @@
 """Child tables: a parent's embedded arrays (and a task's fetched details) stored as row sets.
 
-Children are described as data, one ``ChildSpec`` per table (the idea of dlt's rest_api
-child resources): the parent entity, the array's field in the parent record (or ``None`` for
-an array fetched on its own, the task details), whether items are keyed by their own id or
-by their position, and the typed columns analysts query. See migrations/005.
-
-``ChildWriter.replace`` replaces the children of the given parents as sets, on the caller's
-connection and so inside the caller's transaction: a new parent's items are COPYed in; for
-a parent already stored, only the children that differ are written (deleted, inserted or
-updated through a staging table). The loader calls it for new and changed parents only (an
-unchanged parent costs nothing more). An item that cannot be stored does not fail anything: it goes
-to ``rejected_records`` (``entity_type`` = the child table) with the reason, and the rest of
-its set is stored. So for every set, items received = rows stored + items rejected (a
-value that is not an array counts as one rejected item and leaves an empty set).
+(``ChildSpec`` describes a child table, ``ChildWriter`` replaces its sets).
 """
 
 from __future__ import annotations
@@ -46,7 +34,13 @@ Derived = tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...]
 
 @dataclass(frozen=True)
 class ChildSpec:
-    """One child table: where its items come from and how they are keyed and typed."""
+    """One child table: where its items come from and how they are keyed and typed.
+
+    Children are described as data, one ``ChildSpec`` per table (the idea of dlt's rest_api child
+    resources): the parent entity, the array's field in the parent record (or ``None`` for an array
+    fetched on its own, the task details), whether items are keyed by their own id or by their
+    position, and the typed columns analysts query. See migrations/005.
+    """
 
     table: str
     parent: str  # the parent entity
@@ -289,7 +283,17 @@ async def write_embedded(
 
 
 class ChildWriter:
-    """Replaces child sets of one region; statements built once per child table."""
+    """Replaces child sets of one region; statements built once per child table.
+
+    ``ChildWriter.replace`` replaces the children of the given parents as sets, on the caller's
+    connection and so inside the caller's transaction: a new parent's items are COPYed in; for a
+    parent already stored, only the children that differ are written (deleted, inserted or updated
+    through a staging table). The loader calls it for new and changed parents only (an unchanged
+    parent costs nothing more). An item that cannot be stored does not fail anything: it goes to
+    ``rejected_records`` (``entity_type`` = the child table) with the reason, and the rest of its
+    set is stored. So for every set, items received = rows stored + items rejected (a value that is
+    not an array counts as one rejected item and leaves an empty set).
+    """
 
     def __init__(self, region: str, run_id: int | None = None) -> None:
         self.region = region

@@ -1,12 +1,7 @@
 """The run log (``etl_sync_log``, one row per run), run locks and incremental cursors.
 
-A run of one region and entity holds a session advisory lock for that pair on
-its own connection for as long as it runs, so that no two processes sync the
-same pair at once. Holding the lock also proves that any other ``running`` row
-of the pair is dead: its owner would hold the lock otherwise; and the lock held
-(``pg_locks``) proves a row alive, whatever host and pid it names (two containers
-share both). ``db.lease`` holds
-a run's lock and row from start to end; this module is their SQL and vocabulary.
+``db.lease`` holds a run's lock and row from start to end; this module is their SQL and
+vocabulary.
 """
 
 from __future__ import annotations
@@ -33,7 +28,14 @@ def advisory_lock_key(name: str) -> int:
 
 
 def run_lock_key(region: str, entity: str) -> int:
-    """The advisory-lock key of one region and entity."""
+    """The advisory-lock key of one region and entity.
+
+    A run of one region and entity holds a session advisory lock for that pair on its own connection
+    for as long as it runs, so that no two processes sync the same pair at once. Holding the lock
+    also proves that any other ``running`` row of the pair is dead: its owner would hold the lock
+    otherwise; and the lock held (``pg_locks``) proves a row alive, whatever host and pid it names
+    (two containers share both).
+    """
     return advisory_lock_key(f"breezeway-run/{region}/{entity}")
 
 

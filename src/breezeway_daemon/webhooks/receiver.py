@@ -1,15 +1,6 @@
 """The webhook routes: ``POST /webhooks/<secret>/task`` and ``/webhooks/<secret>/property-status``.
 
-Breezeway signs nothing, so the URL is the credential: the secret path segment is
-compared in constant time (``hmac.compare_digest``) and never logged. A request is
-refused with a 4xx and one log line, touching no data, when the secret is wrong
-(404, as for any unknown path), the body is over ``webhook_max_body_kib`` (413), not
-JSON or not an object (400), or names no configured company, no task or property id
-(422). ``{"event": "test_webhook_event"}`` answers 200 and is not stored.
-
-An accepted event is committed to ``webhook_events`` before the 200 (durable before
-acknowledged), within ``webhook_store_timeout_s``; when it cannot be, the answer is
-503 and polling repairs what the event said. Then the worker is woken.
+Breezeway signs nothing, so the URL is the credential (``WebhookReceiver``).
 """
 
 from __future__ import annotations
@@ -131,7 +122,19 @@ def parse_event(
 
 class WebhookReceiver:
     """The routes and what they need. ``companies`` (company id -> region) is set by the
-    daemon from the configuration and the API; ``on_stored`` wakes the worker."""
+    daemon from the configuration and the API; ``on_stored`` wakes the worker.
+
+    Breezeway signs nothing, so the URL is the credential: the secret path segment is compared in
+    constant time (``hmac.compare_digest``) and never logged. A request is refused with a 4xx and
+    one log line, touching no data, when the secret is wrong (404, as for any unknown path), the
+    body is over ``webhook_max_body_kib`` (413), not JSON or not an object (400), or names no
+    configured company, no task or property id (422). ``{"event": "test_webhook_event"}`` answers
+    200 and is not stored.
+
+    An accepted event is committed to ``webhook_events`` before the 200 (durable before
+    acknowledged), within ``webhook_store_timeout_s``; when it cannot be, the answer is 503 and
+    polling repairs what the event said. Then the worker is woken.
+    """
 
     def __init__(
         self,

@@ -1,16 +1,5 @@
 """The webhook parts of a running daemon: the receiver's route on the HTTP listener, the
 event worker, and the check that warns when a subscribed region falls silent.
-
-``WebhookService.start(daemon)`` (before ``READY=1``) does nothing unless
-``BREEZEWAY_WEBHOOK_SECRET`` is set. The route needs the listener
-(``BREEZEWAY_HTTP_LISTEN``); without it the worker still applies events left pending
-by an earlier process, and a warning says the receiver is off.
-
-Silence: every ``SILENCE_CHECK_S`` the service lists each region's subscriptions (one
-API call per region) and, for a region that has one, warns (alert kind ``warning``,
-entity ``webhooks``) when no event arrived for ``webhook_silence_hours`` (counted from
-the daemon's start when none ever did): Breezeway drops subscriptions whose endpoint
-keeps failing, and polling then carries the region alone.
 """
 
 from __future__ import annotations
@@ -41,7 +30,19 @@ SILENCE_CHECK_S = 3600.0
 
 
 class WebhookService:
-    """Receiver, worker and silence check of one daemon."""
+    """Receiver, worker and silence check of one daemon.
+
+    ``WebhookService.start(daemon)`` (before ``READY=1``) does nothing unless
+    ``BREEZEWAY_WEBHOOK_SECRET`` is set. The route needs the listener (``BREEZEWAY_HTTP_LISTEN``);
+    without it the worker still applies events left pending by an earlier process, and a warning
+    says the receiver is off.
+
+    Silence: every ``SILENCE_CHECK_S`` the service lists each region's subscriptions (one API call
+    per region) and, for a region that has one, warns (alert kind ``warning``, entity ``webhooks``)
+    when no event arrived for ``webhook_silence_hours`` (counted from the daemon's start when none
+    ever did): Breezeway drops subscriptions whose endpoint keeps failing, and polling then carries
+    the region alone.
+    """
 
     def __init__(self, daemon: Any) -> None:
         self.daemon = daemon

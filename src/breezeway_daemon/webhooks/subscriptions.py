@@ -1,12 +1,5 @@
 """``breezeway-daemon webhooks subscribe|list|unsubscribe``: Breezeway's subscriptions of a
 region, managed through ``/public/webhook/v1`` with the region's own credential.
-
-``subscribe REGION|all --url https://public.host`` subscribes both kinds (task and
-property-status) to ``<url>/webhooks/<secret>/<kind>``; the secret comes from the
-configuration and is never printed (shown as ``***``). Each command is idempotent: a
-subscription already there is kept and said so, nothing to remove is not an error.
-Breezeway sends a test event before it accepts a subscription: when that fails, the
-daemon's listener is not reachable at the URL, and the message says so.
 """
 
 from __future__ import annotations
@@ -135,7 +128,15 @@ class Subscriptions:
 async def run_subscriptions(
     settings: Settings, action: str, regions: list[str], base_url: str | None
 ) -> list[str]:
-    """The ``webhooks`` command: prints a line per subscription; answers the failures."""
+    """The ``webhooks`` command: prints a line per subscription; answers the failures.
+
+    ``subscribe REGION|all --url https://public.host`` subscribes both kinds (task and
+    property-status) to ``<url>/webhooks/<secret>/<kind>``; the secret comes from the configuration
+    and is never printed (shown as ``***``). Each command is idempotent: a subscription already
+    there is kept and said so, nothing to remove is not an error. Breezeway sends a test event
+    before it accepts a subscription: when that fails, the daemon's listener is not reachable at the
+    URL, and the message says so.
+    """
     from breezeway_daemon.db.pool import open_pool
 
     failures: list[str] = []

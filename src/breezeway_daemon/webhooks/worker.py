@@ -1,32 +1,5 @@
 """The event worker: applies pending ``webhook_events`` in order of arrival, through the
-same loader as polling, never blindly.
-
-A batch of pending events is taken in order of ``id`` and grouped per region, kind and
-record; several events of one record are coalesced into the newest (by the event's
-last-updated time, then arrival), the others marked ``coalesced``. Then, for a task:
-
-* ``task-deleted`` is confirmed with ``GET /task/{id}``: a 404 sets ``deleted_at``; a task
-  that still exists is stored as the API answered (``kept``);
-* any other event is applied from its payload (the task's whole current state), unless
-  ``webhook_strict`` is on or the payload lacks the task or its ``updated_at``: then the
-  task is re-read with ``GET /task/{id}`` (404: deleted, as above). API cost: none per
-  event by default; one call per coalesced task event in strict mode;
-* the record must pass the loader's own typed-column conversion, else ``rejected`` with
-  the reason (nothing written, not even ``rejected_records``);
-* a record whose ``updated_at`` is not newer than the stored row's, or whose content is
-  the stored content, changes nothing (``unchanged``);
-* the rest go through ``Loader.load`` in one transaction per region and batch; a task
-  whose property is not stored yet is ``failed`` (the next poll stores both).
-
-A property-status event refreshes the property from the API: the property listing for
-its new status is paged (``GET /property?status=...``, one listing per status and batch)
-and the property's record stored through the loader.
-
-The loader's upsert itself never replaces a row with an older ``updated_at`` (see
-``db/loader.py``), so a poll and the worker writing one task at the same moment keep the
-newer state whichever commits last. Events survive restarts: pending ones are applied by
-the next worker. A failure of the API marks the events ``failed`` (the next poll repairs
-the record); a failure of the database leaves them pending and is retried.
+same loader as polling, never blindly (``EventWorker``).
 """
 
 from __future__ import annotations
@@ -89,7 +62,35 @@ class _Candidate:
 
 
 class EventWorker:
-    """Applies pending events; ``wake()`` after storing one, ``run()`` as a task."""
+    """Applies pending events; ``wake()`` after storing one, ``run()`` as a task.
+
+    A batch of pending events is taken in order of ``id`` and grouped per region, kind and record;
+    several events of one record are coalesced into the newest (by the event's last-updated time,
+    then arrival), the others marked ``coalesced``. Then, for a task:
+
+    * ``task-deleted`` is confirmed with ``GET /task/{id}``: a 404 sets ``deleted_at``; a task that
+      still exists is stored as the API answered (``kept``);
+    * any other event is applied from its payload (the task's whole current state), unless
+      ``webhook_strict`` is on or the payload lacks the task or its ``updated_at``: then the task is
+      re-read with ``GET /task/{id}`` (404: deleted, as above). API cost: none per event by default;
+      one call per coalesced task event in strict mode;
+    * the record must pass the loader's own typed-column conversion, else ``rejected`` with the
+      reason (nothing written, not even ``rejected_records``);
+    * a record whose ``updated_at`` is not newer than the stored row's, or whose content is the
+      stored content, changes nothing (``unchanged``);
+    * the rest go through ``Loader.load`` in one transaction per region and batch; a task whose
+      property is not stored yet is ``failed`` (the next poll stores both).
+
+    A property-status event refreshes the property from the API: the property listing for its new
+    status is paged (``GET /property?status=...``, one listing per status and batch) and the
+    property's record stored through the loader.
+
+    The loader's upsert itself never replaces a row with an older ``updated_at`` (see
+    ``db/loader.py``), so a poll and the worker writing one task at the same moment keep the newer
+    state whichever commits last. Events survive restarts: pending ones are applied by the next
+    worker. A failure of the API marks the events ``failed`` (the next poll repairs the record); a
+    failure of the database leaves them pending and is retried.
+    """
 
     def __init__(self, pool: asyncpg.Pool, api: BreezewayApi, store: EventStore, strict: bool):
         self.pool = pool
