@@ -1,28 +1,5 @@
-"""``breezeway-daemon serve``: the long-running service, start to stop.
-
-Lifecycle (each step a small method below):
-
-1. ``start``: migrate the schema (or refuse a schema newer than this version),
-   open the pool and the API client, fail this host's runs that died with a
-   previous process, schedule the jobs, start the systemd watchdog pings, and
-   tell systemd ``READY=1``.
-2. Jobs (``schedule.py``, APScheduler 3): the hourly batch (hourly entities
-   of every enabled region, incremental), the daily batch (daily entities, plus
-   a full refresh of the hourly ones), the watchdog sweep (every minute) and
-   retention (daily). Jobs coalesce, never overlap themselves, and have a
-   misfire grace time. A batch fans regions out under a semaphore.
-3. Signals: SIGHUP re-reads the env file and environment, validates the whole
-   configuration, then swaps it and reschedules; an invalid one is rejected and
-   the old one kept (``RELOADING=1`` ... ``READY=1`` either way). SIGUSR1 runs
-   the hourly batch now. SIGTERM/SIGINT stop the service.
-   Several daemons may share one database (more hosts, one configuration): a batch
-   holds a PostgreSQL advisory lock for its kind while it runs, and a daemon whose
-   batch finds it held skips that batch quietly (every pair ``skipped``), so each
-   pair runs once per scheduled batch; per-pair run locks still keep any two runs
-   of a pair (a manual one included) from overlapping.
-4. ``shutdown``: stop scheduling; running runs finish the batch transaction they
-   are in and stop; after ``shutdown_grace_s`` whatever still runs is cancelled
-   and its row marked ``failed`` ("interrupted by shutdown"); close everything.
+"""``breezeway-daemon serve``: the long-running service, start to stop (``Daemon``:
+``start``, the jobs, the signals, ``shutdown``; each step a small method).
 """
 
 from __future__ import annotations
@@ -78,6 +55,36 @@ class StartupError(Exception):
     """The daemon cannot start (schema too new, database unreachable)."""
 
 
+@contextlib.asynccontextmanager
+async def claim_batch(settings: Settings, kind: str) -> AsyncIterator[bool]:
+    """False while another daemon runs the ``kind`` batch; True (and held) otherwise.
+
+    Several daemons may share one database (more hosts, one configuration): a batch holds a
+    PostgreSQL advisory lock for its kind while it runs, and a daemon whose batch finds it held
+    skips that batch quietly (every pair ``skipped``), so each pair runs once per scheduled batch;
+    per-pair run locks still keep any two runs of a pair (a manual one included) from overlapping.
+
+    The lock lives on a connection of its own for the batch's length; closing it
+    releases the lock, as does the death of the process. Without the database the
+    batch goes ahead: its runs fail or skip pair by pair, as they would anyway.
+    """
+    conn: asyncpg.Connection | None = None
+    ours = True
+    try:
+        # One attempt: a database that is down fails the batch's runs soon enough.
+        once = settings.model_copy(update={"db_connect_attempts": 1})
+        conn = await connect(once, application_name="breezeway-daemon batch")
+        ours = await try_lock(conn, batch_lock_key(kind))
+    except Exception as err:  # noqa: BLE001 - the per-pair locks still guard the runs
+        log.warning("batch_lock_unavailable", kind=kind, error=describe(err))
+    try:
+        yield ours
+    finally:
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(conn.close(timeout=5))
+
+
 class Daemon:
     """The service. ``await Daemon(settings).run()`` returns the exit code."""
 
@@ -118,6 +125,9 @@ class Daemon:
         return 0
 
     async def start(self) -> None:
+        """Migrate the schema (or refuse a schema newer than this version), open the pool
+        and the API client, fail this host's runs that died with a previous process, schedule
+        the jobs, start the systemd watchdog pings, and tell systemd ``READY=1``."""
         log.info("daemon_starting", regions=list(self.settings.enabled_regions))
         self._install_signal_handlers()
         self._warn_if_env_file_is_readable()
@@ -140,6 +150,9 @@ class Daemon:
         log.info("daemon_ready", next_runs=self._next_runs())
 
     async def shutdown(self) -> None:
+        """Stop scheduling; running runs finish the batch transaction they are in and stop;
+        after ``shutdown_grace_s`` whatever still runs is cancelled and its row marked
+        ``failed`` ("interrupted by shutdown"); close everything."""
         log.info("daemon_stopping", running_batches=len(self._batches))
         self.notifier.stopping()
         if self.schedule is not None:
@@ -187,6 +200,10 @@ class Daemon:
 
     # --- start-up steps ----------------------------------------------------------
     def _install_signal_handlers(self) -> None:
+        """SIGHUP re-reads the env file and environment, validates the whole configuration,
+        then swaps it and reschedules; an invalid one is rejected and the old one kept
+        (``RELOADING=1`` ... ``READY=1`` either way). SIGUSR1 runs the hourly batch now.
+        SIGTERM/SIGINT stop the service."""
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
         loop.add_signal_handler(signal.SIGINT, self.request_stop, "SIGINT")
@@ -273,7 +290,14 @@ class Daemon:
         await self.scheduled_batch("hourly", trigger="signal")
 
     async def scheduled_batch(self, kind: str, trigger: str = "schedule") -> list[RunResult]:
-        """One batch over every enabled region: hourly (incremental) or daily (full)."""
+        """One batch over every enabled region: hourly (incremental) or daily (full).
+
+        The jobs (``schedule.py``, APScheduler 3): the hourly batch (hourly entities of every
+        enabled region, incremental), the daily batch (daily entities, plus a full refresh of the
+        hourly ones), the watchdog sweep (every minute) and retention (daily). Jobs coalesce, never
+        overlap themselves, and have a misfire grace time. A batch fans regions out under a
+        semaphore, and runs only where it holds its kind's lock (``claim_batch``).
+        """
         task = asyncio.current_task()
         assert task is not None and self.ctx is not None
         self._batches.add(task)
@@ -294,7 +318,7 @@ class Daemon:
                 entities += [e for e in settings.hourly_entities if e not in entities]
             mode = RequestMode.FULL
         started = datetime.now(UTC)
-        async with self._claim_batch(kind) as ours:
+        async with claim_batch(settings, kind) as ours:
             if ours:
                 log.info("batch_started", kind=kind, regions=len(regions), entities=entities,
                          mode=mode)  # fmt: skip
@@ -326,30 +350,6 @@ class Daemon:
         )
         self.notifier.status(self._status())
         return results
-
-    @contextlib.asynccontextmanager
-    async def _claim_batch(self, kind: str) -> AsyncIterator[bool]:
-        """False while another daemon runs the ``kind`` batch; True (and held) otherwise.
-
-        The lock lives on a connection of its own for the batch's length; closing it
-        releases the lock, as does the death of the process. Without the database the
-        batch goes ahead: its runs fail or skip pair by pair, as they would anyway.
-        """
-        conn: asyncpg.Connection | None = None
-        ours = True
-        try:
-            # One attempt: a database that is down fails the batch's runs soon enough.
-            once = self.settings.model_copy(update={"db_connect_attempts": 1})
-            conn = await connect(once, application_name="breezeway-daemon batch")
-            ours = await try_lock(conn, batch_lock_key(kind))
-        except Exception as err:  # noqa: BLE001 - the per-pair locks still guard the runs
-            log.warning("batch_lock_unavailable", kind=kind, error=describe(err))
-        try:
-            yield ours
-        finally:
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(conn.close(timeout=5))
 
     async def _sweep_runs(self) -> None:
         assert self.pool is not None and self.alerts is not None and self.ctx is not None
