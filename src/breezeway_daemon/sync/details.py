@@ -1,36 +1,8 @@
 """The details listing (task_details): each task's comments and requirements, by a cheap policy.
 
-There is no listing of comments or requirements across tasks: one call per task and kind
-(``GET /task/{id}/comments``, ``/requirements``). Fetching every task every day (the replaced
-system: about 281,000 calls a day) is neither needed nor affordable. A task's details are
-fetched when
-
-1. the task is new, or its content changed since its details were last fetched (its
-   ``content_hash`` differs from the one recorded in ``task_details_fetches``): answering
-   requirements changes the task, so this catches every requirements change;
-2. it is open (not finished, or finished within ``details_open_days``, default 7) and its
-   details are older than ``details_sweep_hours`` (default 24): a comment does not move the
-   task's ``updated_at``, so open tasks are swept daily. Each run sweeps the open tasks whose
-   turn has come, so the daily sweep is spread over the hourly runs instead of one burst;
-   a ``full`` run sweeps every open task at once.
-
-Old finished tasks are therefore fetched once (or again when they change) and then left
-alone. A run fetches at most ``details_max_tasks_per_run`` tasks (new and changed first): a
-first sync's backlog spreads over several runs, each well within the run time limit.
-
-Each chunk of tasks is written in one transaction: the children of every task of the chunk
-are replaced as sets (``db.children``) and their fetch recorded, so a run killed midway
-leaves whole tasks or nothing, and the next run fetches what is missing. A task whose
-details answer 404 was deleted: its stored details stay (history) and the fetch records
-``gone_at``; it is not swept again unless its content changes.
-
-The calls go through the credential's one pacer at background priority (see
-``api.pacing``): they never hold a place that a listing is waiting for.
-
-Counts of the run (``etl_sync_log``): ``records_processed`` tasks whose details were
-fetched, ``records_new`` the first time, ``records_updated`` again, ``records_deleted``
-found gone (404); ``items_rejected`` comments or requirements that could not be stored
-(each in ``rejected_records`` under its child table and the run's id).
+Fetched when a task is new or changed, or open and not fetched within the sweep interval;
+at most ``details_max_tasks_per_run`` tasks a run, one transaction per chunk, at the pacer's
+background priority. The policy and its counts: README, "How it syncs".
 """
 
 from __future__ import annotations

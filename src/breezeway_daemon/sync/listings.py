@@ -1,20 +1,8 @@
 """How a run fetches its entity: one listing strategy per ``ListingMode`` of the specs.
 
-- ``FullListing`` (properties, people, supplies, tags): every endpoint, every
-  run; after a complete listing, records of the region missing from it get
-  ``deleted_at``.
-- ``UpdatedSince`` (reservations): ``updated_at_ge=<cursor>``; the first run, or
-  ``--full``, lists by the backfill window instead (and marks what is missing
-  from a complete one deleted). Records naming an unknown parent make the run
-  sync that parent once and store them again.
-- ``DateRangePerParent`` (tasks): ``updated_at=<cursor date - 1 day>,<tomorrow>``
-  for every parent record of the region (or those the polling plan of
-  ``sync.polling`` picks), concurrently under the credential's pacer; without a
-  cursor it lists everything, then confirms each missing record with a ``GET`` of
-  it before marking it deleted.
-
-A resync lists a date window (the spec's ``resync``) the same way, and never
-marks deletions.
+``FullListing`` (properties, people, supplies, tags), ``UpdatedSince`` (reservations) and
+``DateRangePerParent`` (tasks, per property under the polling plan); what each lists and
+when it marks deletions: README, "How it syncs".
 """
 
 from __future__ import annotations

@@ -1,24 +1,8 @@
 """Which properties an incremental task run lists: busy ones every run, quiet ones every Nth.
 
-The API has no company-wide task listing, so an hourly task run costs one call per
-property. Most properties are quiet in any given hour; the plan spends the calls
-where tasks change, from what the database already holds (no extra API call):
-
-- **busy** (listed every run): the property's status or content changed, or one of
-  its stays changed, since the previous task run started (new stays bring tasks); a
-  stay arrives or departs, or an unfinished task is scheduled, from yesterday to
-  ``task_busy_days`` ahead; a task of it was updated in the last 24 hours;
-- **quiet** (everything else, inactive properties included): listed when its slot
-  comes, ``property id mod N == k mod N`` for the run's number ``k`` among the
-  successful incremental runs since the last full one (``N`` =
-  ``task_quiet_poll_every``), so each is listed at least every N successful runs. Its
-  listing reaches back to the last full task run (the daily batch, which lists every
-  property), so whatever changed since it was last listed is in the answer, however
-  many runs were missed or failed in between.
-
-A failed run does not count, so its quiet slot comes again in the next run. Without
-a successful full task run in the log (before the first daily batch), or with
-``N = 1``, there is no plan: every property is listed.
+The plan is made from what the database already holds (no extra API call); what makes a
+property busy, when a quiet one's slot comes, and how fresh that keeps it: README, "How it
+syncs" (the task polling plan).
 """
 
 from __future__ import annotations

@@ -1,15 +1,8 @@
 """One run of one region and entity: its lease around its listing, stored in batches.
 
-The lease (``db.lease``) holds the pair's lock and ``running`` row and writes the
-end; the listing (``sync.listings``, chosen by the entity's ``ListingMode``)
-fetches pages; this module streams them into the loader in batches (one
-transaction each, so memory stays bounded whatever the listing's size) and keeps
-the run's counts.
-
-The cursor is the run's start time (the database's clock) minus an overlap, and
-is stored only after everything it covers is committed. A run that could not
-fetch everything ends ``failed`` naming what is missing, keeps what it stored,
-and leaves the cursor where it was.
+The lease (``db.lease``) holds the pair's lock and ``running`` row and writes the end; the
+listing (``sync.listings``) fetches pages; this module streams them into the loader in
+batches (one transaction each, so memory stays bounded) and keeps the run's counts and cursor.
 """
 
 from __future__ import annotations
