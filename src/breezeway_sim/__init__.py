@@ -1,17 +1,8 @@
 """The Breezeway API simulator: all of BREEZEWAY_API.md over real HTTP, with data, time and faults.
 
-    from breezeway_sim import Simulator, Scale, SimulatorServer
-
-    sim = Simulator(companies=2, scale="small", seed=1)       # or scale="prod" / Scale(...)
-    async with SimulatorServer(sim, port=0) as server:        # uvicorn in this event loop
-        ...  # point the client at server.base_url with sim.companies[i].client_id/secret
-    sim.advance(hours=1)                                      # records change (sim.rates)
-    sim.truth(1001, "tasks")                                  # what a perfect sync holds
-
-Where to read more: ``simulation`` (the ``Simulator``: clock, truth, credentials, scope rules),
-``faults`` (every fault setting), ``stats`` (counters), ``generate`` (what data looks like),
-``evolve`` (rates), ``query``/``listings`` (filter, sort and paging decisions), ``control``
-(the ``/_sim/`` endpoints), ``cli`` (``breezeway-daemon simulate``).
+Used from Python as README's "The simulator" shows. Read more in ``simulation`` (the
+``Simulator``), ``faults``, ``stats``, ``generate``, ``evolve``, ``query``/``listings``,
+``control`` (the ``/_sim/`` endpoints) and ``cli`` (``breezeway-daemon simulate``).
 """
 
 from .companies import Company, region_env_lines

@@ -1,17 +1,6 @@
 """Tokens of the simulator: real HS256 JWTs made with the standard library.
 
-Claims: ``sub`` (client_id), ``company_id``, ``type`` (``access`` or ``refresh``), ``jti``,
-``gen`` (the client's token generation), ``iat`` and ``exp`` (Unix seconds, real wall-clock
-time: clients compare ``exp`` with their own clock, so advancing the simulated clock does not
-expire tokens).
-
-A token is valid while its signature checks, its ``exp`` is in the future, its ``gen`` is the
-client's current generation (``revoke`` bumps it: every token issued before stops working) and,
-for a refresh token, it has not been used yet (rotation: a refresh answers a new pair and the
-old refresh token is dead). Access tokens are not invalidated by a new login or a refresh.
-
-``TokenAuthority.opaque = True``: tokens are issued as opaque random strings (no dots, not
-JWT-shaped), each mapped to its JWT on the server side; everything else stays the same.
+(``TokenAuthority``: claims, validity, rotation and opaque tokens.)
 """
 
 from __future__ import annotations
@@ -83,7 +72,21 @@ class _ClientTokens:
 
 
 class TokenAuthority:
-    """Issues and checks the tokens of every simulated client."""
+    """Issues and checks the tokens of every simulated client.
+
+    Claims: ``sub`` (client_id), ``company_id``, ``type`` (``access`` or ``refresh``), ``jti``,
+    ``gen`` (the client's token generation), ``iat`` and ``exp`` (Unix seconds, real wall-clock
+    time: clients compare ``exp`` with their own clock, so advancing the simulated clock does not
+    expire tokens).
+
+    A token is valid while its signature checks, its ``exp`` is in the future, its ``gen`` is the
+    client's current generation (``revoke`` bumps it: every token issued before stops working) and,
+    for a refresh token, it has not been used yet (rotation: a refresh answers a new pair and the
+    old refresh token is dead). Access tokens are not invalidated by a new login or a refresh.
+
+    ``TokenAuthority.opaque = True``: tokens are issued as opaque random strings (no dots, not
+    JWT-shaped), each mapped to its JWT on the server side; everything else stays the same.
+    """
 
     def __init__(self, key: bytes, companies: list[Company]) -> None:
         self._key = key

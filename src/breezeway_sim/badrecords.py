@@ -1,16 +1,6 @@
 """Injected bad records (the ``bad_records`` fault): what each kind looks like.
 
-Each kind except ``duplicate_id`` is one extra record built from a real record of the listing
-(its template) with a fresh id from the company's bad-record range, appended after the real
-records of the listing. ``duplicate_id`` serves the listing's first record a second time, right
-after itself. See ``faults`` for the list of kinds.
-
-The child kinds spoil one item of a record's embedded array (the parent itself is valid):
-``child_no_id`` (properties' ``photos``, tasks' ``assignments``: the first item loses its id),
-``child_not_object`` (a string first in properties' ``photos``, reservations' ``guests``,
-tasks' ``photos``) and ``requirements_object`` (a task whose requirements endpoint answers an
-object instead of a list). Every injected task answers its details endpoints (``[]`` unless
-``requirements_object``).
+The kinds are listed in ``faults``; how each is built: ``bad_records_for``.
 """
 
 from __future__ import annotations
@@ -104,7 +94,20 @@ def _with_nul(value: Any) -> Any:
 def bad_records_for(
     data: CompanyData, entity: str, kinds: set[str], template: dict[str, Any] | None
 ) -> list[dict[str, Any]]:
-    """The injected records of ``entity`` for the set ``kinds`` (``duplicate_id`` excluded)."""
+    """The injected records of ``entity`` for the set ``kinds`` (``duplicate_id`` excluded).
+
+    Each kind except ``duplicate_id`` is one extra record built from a real record of the listing
+    (its template) with a fresh id from the company's bad-record range, appended after the real
+    records of the listing. ``duplicate_id`` serves the listing's first record a second time, right
+    after itself. See ``faults`` for the list of kinds.
+
+    The child kinds spoil one item of a record's embedded array (the parent itself is valid):
+    ``child_no_id`` (properties' ``photos``, tasks' ``assignments``: the first item loses its id),
+    ``child_not_object`` (a string first in properties' ``photos``, reservations' ``guests``,
+    tasks' ``photos``) and ``requirements_object`` (a task whose requirements endpoint answers an
+    object instead of a list). Every injected task answers its details endpoints (``[]`` unless
+    ``requirements_object``).
+    """
     out: list[dict[str, Any]] = []
     base: dict[str, Any] = template if template is not None else {"id": 0}
     parent_key = _PARENT_KEY.get(entity)

@@ -1,11 +1,6 @@
 """``breezeway-daemon simulate``: serve the simulator until SIGINT or SIGTERM.
 
-Prints the fake credentials and company ids it accepts (they are the simulator's own, made up,
-so printing them is the point); with ``--env`` also the env-file lines for the daemon, one
-region per company, named ``region_1..region_N`` or by ``--regions a,b,c``.
-
-The daemon's command line passes everything after ``simulate`` to ``parse_args`` and
-imports this module only then, so that no other command imports the simulator.
+Imported only by that command (``parse_args``), so no other command imports the simulator.
 """
 
 from __future__ import annotations
@@ -82,7 +77,12 @@ def _region_names(args: argparse.Namespace) -> list[str]:
 
 
 async def serve(args: argparse.Namespace) -> int:
-    """Run the simulator until SIGINT/SIGTERM; 0 on a clean stop, 2 on bad arguments."""
+    """Run the simulator until SIGINT/SIGTERM; 0 on a clean stop, 2 on bad arguments.
+
+    Prints the fake credentials and company ids it accepts (they are the simulator's own, made up,
+    so printing them is the point); with ``--env`` also the env-file lines for the daemon, one
+    region per company, named ``region_1..region_N`` or by ``--regions a,b,c``.
+    """
     try:
         sim = Simulator(companies=args.companies, scale=args.scale, seed=args.seed)
         names = _region_names(args) if args.env else []
@@ -135,7 +135,11 @@ async def serve(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    """The ``simulate`` options from ``argv``; exits 2 with one line on a usage error."""
+    """The ``simulate`` options from ``argv``; exits 2 with one line on a usage error.
+
+    The daemon's command line passes everything after ``simulate`` to ``parse_args`` and
+    imports this module only then, so that no other command imports the simulator.
+    """
     parser = argparse.ArgumentParser(
         prog="breezeway-daemon simulate", description=__doc__.splitlines()[0]
     )

@@ -1,20 +1,7 @@
 """Test-mode control endpoints under ``/_sim/`` (only with ``asgi_app(control=True)`` or
 ``simulate --control``). They need no token and are not counted in ``stats``.
 
-``GET  /_sim/companies``            companies with their fake credentials
-``GET  /_sim/now``                  ``{"now": <simulated time, ISO with zone>}``
-``GET  /_sim/faults``               current fault settings
-``POST /_sim/faults``               JSON object of fault fields to set (see ``faults``); 422 on
-                                    unknown names or kinds
-``POST /_sim/faults/burst_429``     ``{"count": N}`` or ``{"seconds": S}``, optional
-                                    ``retry_after_s``, ``company_id``
-``GET  /_sim/rates``, ``POST /_sim/rates``  ``{"tasks": {"change": 0.5}, ...}``
-``POST /_sim/advance``              ``{"hours": 1.0}``; answers the events per company
-``POST /_sim/revoke``               ``{"company_id": N}``
-``POST /_sim/disable``              ``{"company_id": N, "disabled": true}``
-``GET  /_sim/stats``                counters per client; ``POST /_sim/stats/reset``
-``GET  /_sim/truth/{company_id}/{entity}``  ``{key: record}``; tag keys are ``"task:123"``
-``GET  /_sim/bad_records/{company_id}/{entity}``  the injected bad records as served
+The endpoints: ``control_routes``.
 """
 
 from __future__ import annotations
@@ -48,7 +35,23 @@ async def _body(request: Request) -> dict[str, Any]:
 
 
 def control_routes(sim: Simulator) -> list[Route]:
-    """The ``/_sim/`` routes for ``sim``."""
+    """The ``/_sim/`` routes for ``sim``.
+
+    ``GET  /_sim/companies``            companies with their fake credentials
+    ``GET  /_sim/now``                  ``{"now": <simulated time, ISO with zone>}``
+    ``GET  /_sim/faults``               current fault settings
+    ``POST /_sim/faults``               JSON object of fault fields to set (see ``faults``); 422 on
+                                        unknown names or kinds
+    ``POST /_sim/faults/burst_429``     ``{"count": N}`` or ``{"seconds": S}``, optional
+                                        ``retry_after_s``, ``company_id``
+    ``GET  /_sim/rates``, ``POST /_sim/rates``  ``{"tasks": {"change": 0.5}, ...}``
+    ``POST /_sim/advance``              ``{"hours": 1.0}``; answers the events per company
+    ``POST /_sim/revoke``               ``{"company_id": N}``
+    ``POST /_sim/disable``              ``{"company_id": N, "disabled": true}``
+    ``GET  /_sim/stats``                counters per client; ``POST /_sim/stats/reset``
+    ``GET  /_sim/truth/{company_id}/{entity}``  ``{key: record}``; tag keys are ``"task:123"``
+    ``GET  /_sim/bad_records/{company_id}/{entity}``  the injected bad records as served
+    """
 
     def handler(
         fn: Callable[[Request], Awaitable[Any]],

@@ -1,18 +1,5 @@
 """Task details: the comments and requirements of a task (``GET /task/{id}/comments``, ``.../requirements``).
 
-Comments are stored per task in ``CompanyData.comments`` as compact ``Comment`` tuples and
-rendered when served. A task is born with 0-3 comments (from its own seed, so the company's
-main random sequence is untouched); the clock adds comments to *open* tasks and deletes some,
-and neither moves the task's ``updated_at`` (the worst case of BREEZEWAY_API.md). Open, here:
-not finished, or finished within ``COMMENT_WINDOW`` (2 days; decided here, inside the
-daemon's default sweep window of 7 days).
-
-Requirements are a pure function of the task's state (its seed, kind and status): a checklist
-of 3-6 items, answered as the task is worked (none while created or assigned, the first half
-while in progress, all but about one in ten once finished). While the task is not started it
-also carries a "Before you start" item that leaves the list when work starts: a list shrinks
-as well as grows. Every status change moves the task's ``updated_at``.
-
 A deleted task takes both with it (404).
 """
 
@@ -65,7 +52,15 @@ _RESPONSES = {"checkbox": "yes", "text": "Done as listed.", "photo": "attached",
 
 
 class Comment(NamedTuple):
-    """One stored comment: its id, when it was written, and a seed for its text and author."""
+    """One stored comment: its id, when it was written, and a seed for its text and author.
+
+    Comments are stored per task in ``CompanyData.comments`` as compact ``Comment`` tuples and
+    rendered when served. A task is born with 0-3 comments (from its own seed, so the company's
+    main random sequence is untouched); the clock adds comments to *open* tasks and deletes some,
+    and neither moves the task's ``updated_at`` (the worst case of BREEZEWAY_API.md). Open, here:
+    not finished, or finished within ``COMMENT_WINDOW`` (2 days; decided here, inside the
+    daemon's default sweep window of 7 days).
+    """
 
     id: int
     created: datetime
@@ -136,7 +131,14 @@ def render_comments(
 
 
 def render_requirements(task: TaskRow) -> list[dict[str, Any]]:
-    """The answer of ``GET /task/{id}/requirements`` for the task as it stands."""
+    """The answer of ``GET /task/{id}/requirements`` for the task as it stands.
+
+    Requirements are a pure function of the task's state (its seed, kind and status): a checklist
+    of 3-6 items, answered as the task is worked (none while created or assigned, the first half
+    while in progress, all but about one in ten once finished). While the task is not started it
+    also carries a "Before you start" item that leaves the list when work starts: a list shrinks
+    as well as grows. Every status change moves the task's ``updated_at``.
+    """
     r = random.Random(task.seed ^ 0xC4EC).random
     count = 3 + int(r() * 4)
     status = task.status

@@ -1,20 +1,6 @@
 """Time moving on: records created, changed and deleted.
 
-``Rates`` gives, per entity, the share of its current records changed and deleted per simulated
-hour, and the number created as a share of the current count (e.g. ``tasks.change = 0.03``:
-3 % of the tasks change per hour). A fractional expected count is rounded up or down at random
-(from the seed), so small companies still see changes over many hours.
-
-What a change does: a property changes status or name or notes; a reservation is cancelled or
-its note, party size or late checkout changes (``updated_at`` moves); a task moves one status
-forward (``started_at``/``finished_at`` set on the way) or, when done, its summary note
-changes (``updated_at`` moves); a person changes status or task acceptance; a supply's stock
-moves (``updated_at`` moves); a tag is renamed. A new reservation comes with its departure
-clean task. A deleted property takes its reservations and tasks with it.
-
-Task comments (``rates.task_details``): ``create`` comments per open task per hour are written
-and ``delete`` of the open tasks' comments per hour removed, all at the end of the span and
-without moving any task's ``updated_at`` (see ``details``).
+(``Rates``: how much changes per hour; ``change_records``: what a change does.)
 """
 
 from __future__ import annotations
@@ -54,7 +40,13 @@ def _rates(create: float, change: float, delete: float) -> Any:
 
 @dataclass
 class Rates:
-    """How fast each entity's records are created, changed and deleted. See module docstring."""
+    """How fast each entity's records are created, changed and deleted.
+
+    ``Rates`` gives, per entity, the share of its current records changed and deleted per simulated
+    hour, and the number created as a share of the current count (e.g. ``tasks.change = 0.03``:
+    3 % of the tasks change per hour). A fractional expected count is rounded up or down at random
+    (from the seed), so small companies still see changes over many hours.
+    """
 
     properties: EntityRates = _rates(0.002, 0.01, 0.001)
     reservations: EntityRates = _rates(0.01, 0.02, 0.002)
@@ -249,7 +241,15 @@ def change_records(
     when: datetime,
     property_id: int | None = None,
 ) -> None:
-    """Change ``n`` random records of ``entity`` (of that property, for tasks and reservations)."""
+    """Change ``n`` random records of ``entity`` (of that property, for tasks and reservations).
+
+    What a change does: a property changes status or name or notes; a reservation is cancelled or
+    its note, party size or late checkout changes (``updated_at`` moves); a task moves one status
+    forward (``started_at``/``finished_at`` set on the way) or, when done, its summary note
+    changes (``updated_at`` moves); a person changes status or task acceptance; a supply's stock
+    moves (``updated_at`` moves); a tag is renamed. A new reservation comes with its departure
+    clean task. A deleted property takes its reservations and tasks with it.
+    """
     pool = _population(data, entity, property_id)
     for record_id in rng.sample(pool, min(n, len(pool))):
         _change_one(data, entity, record_id, rng, when)
@@ -275,7 +275,12 @@ _ORDER = ("properties", "people", "supplies", "tags", "reservations", "tasks")
 def advance_company(
     data: CompanyData, rates: Rates, rng: random.Random, start: datetime, end: datetime
 ) -> dict[str, dict[str, int]]:
-    """Apply the events of ``(start, end]`` to ``data``; answers counts per entity and kind."""
+    """Apply the events of ``(start, end]`` to ``data``; answers counts per entity and kind.
+
+    Task comments (``rates.task_details``): ``create`` comments per open task per hour are written
+    and ``delete`` of the open tasks' comments per hour removed, all at the end of the span and
+    without moving any task's ``updated_at`` (see ``details``).
+    """
     hours = (end - start).total_seconds() / 3600
     build = Builder(data, rng)
     counts: dict[str, dict[str, int]] = {}

@@ -1,55 +1,6 @@
 """Fault settings of the simulator: ``sim.faults``, a mutable object read on every request.
 
-Fields (change them at any time, in-process or with ``POST /_sim/faults`` in control mode):
-
-``latency_s``                 seconds added to every request (auth and data), default 0.
-``error_rate``                share (0..1) of data requests answered 500/502/503/504.
-``stall_rate``, ``stall_s``   share of data requests that hang ``stall_s`` seconds (default
-                              30) and then answer 504: a client's timeout should fire first.
-``data_rate_limit_per_minute``  per client credential, rolling 60 s window of accepted data
-                              requests (default 200; ``None`` = off). Over it: 429, body
-                              ``{"details": {"message", "retry_after"}}``, no Retry-After header.
-                              ``retry_after`` is when the oldest request leaves the window.
-``auth_rate_limit_per_minute``  login and refresh together, per client (default 1; ``None`` =
-                              off). Every attempt counts, refused ones too (an early retry
-                              pushes the reset out). Over it: 429 with ``Retry-After`` header
-                              and the same body.
-``auth_errors``, ``auth_stalls``  N > 0: the next N auth requests (login or refresh, counted
-                              in the auth limit) answer 503, or hang ``stall_s`` then answer 504.
-``access_token_ttl_s``        default 86400; ``refresh_token_ttl_s`` default 30 days. Read when
-                              a token is issued.
-``page_limit_cap``            the largest ``limit`` a paged listing honours (default 100).
-``echo_token_paths``          path endings (``"/supplies"``, ``"/refresh"``): a data request or
-                              refresh whose path ends with one answers 422 with a body that
-                              quotes the caller's token (a careless API's error message).
-``fail_property_tasks``       property ids whose ``GET /task/`` listing answers 500.
-``shift_while_paging``        N > 0: each request for page >= 2 of a paged listing first
-                              creates N records that the listing includes and changes N of them
-                              (``updated_at`` moves), so pages shift under the client.
-``delete_while_paging``       N > 0: likewise deletes N records of that listing first.
-``bad_records``               set of kinds; while a kind is set, listings carry extra injected
-                              records (ids from a range no real record uses; see
-                              ``Simulator.bad_records``). They are never in ``truth()``:
-    ``nul``            a valid record whose strings contain NUL characters (``"\\u0000"``);
-    ``wrong_types``    ``id`` fine, but numbers as words, dates as numbers, objects as strings;
-    ``missing_fields`` only ``id`` and the parent key (``property_id``/``home_id``);
-    ``huge_strings``   a valid record with a 1 MB ``name``/``note``/``description``;
-    ``duplicate_id``   a real record of the listing served a second time (same page if it fits);
-    ``unknown_property`` a reservation whose ``property_id`` is no property of the company;
-    ``no_id``          a record without ``id``.
-    The child kinds (``BAD_CHILD_KINDS``, not in ``BAD_RECORD_KINDS``):
-    ``child_no_id``    a valid record whose first property photo / task assignment has no id;
-    ``child_not_object`` a valid record with a string first in its photos (property, task) or
-                       guests (reservation);
-    ``requirements_object`` a valid task whose ``/requirements`` answers an object, not a list.
-    They go to properties, reservations, people, supplies (not paged: people) and to the task
-    listing of the company's lowest-id property; tags stay clean. ``unknown_property`` applies
-    to reservations only.
-
-429 bursts: ``faults.burst_429(count=N)`` makes the next N data requests of a credential (or of
-every credential) answer 429 with ``retry_after`` = now + ``retry_after_s``;
-``faults.burst_429(seconds=S)`` makes every data request for the next S seconds answer 429 with
-``retry_after`` = the end of the burst. Burst 429s do not count in the rate-limit window.
+Every field and its default: ``Faults``; 429 bursts: ``Faults.burst_429``.
 """
 
 from __future__ import annotations
@@ -87,7 +38,59 @@ class Burst:
 
 @dataclass
 class Faults:
-    """What the simulator does wrong, and its limits. See the module docstring."""
+    """What the simulator does wrong, and its limits.
+
+    Fields (change them at any time, in-process or with ``POST /_sim/faults`` in control mode):
+
+    ``latency_s``                 seconds added to every request (auth and data), default 0.
+    ``error_rate``                share (0..1) of data requests answered 500/502/503/504.
+    ``stall_rate``, ``stall_s``   share of data requests that hang ``stall_s`` seconds (default
+                                  30) and then answer 504: a client's timeout should fire first.
+    ``data_rate_limit_per_minute``  per client credential, rolling 60 s window of accepted data
+                                  requests (default 200; ``None`` = off). Over it: 429, body
+                                  ``{"details": {"message", "retry_after"}}``, no Retry-After header.
+                                  ``retry_after`` is when the oldest request leaves the window.
+    ``auth_rate_limit_per_minute``  login and refresh together, per client (default 1; ``None`` =
+                                  off). Every attempt counts, refused ones too (an early retry
+                                  pushes the reset out). Over it: 429 with ``Retry-After`` header
+                                  and the same body.
+    ``auth_errors``, ``auth_stalls``  N > 0: the next N auth requests (login or refresh, counted
+                                  in the auth limit) answer 503, or hang ``stall_s`` then answer 504.
+    ``access_token_ttl_s``        default 86400; ``refresh_token_ttl_s`` default 30 days. Read when
+                                  a token is issued.
+    ``page_limit_cap``            the largest ``limit`` a paged listing honours (default 100).
+    ``echo_token_paths``          path endings (``"/supplies"``, ``"/refresh"``): a data request or
+                                  refresh whose path ends with one answers 422 with a body that
+                                  quotes the caller's token (a careless API's error message).
+    ``fail_property_tasks``       property ids whose ``GET /task/`` listing answers 500.
+    ``shift_while_paging``        N > 0: each request for page >= 2 of a paged listing first
+                                  creates N records that the listing includes and changes N of them
+                                  (``updated_at`` moves), so pages shift under the client.
+    ``delete_while_paging``       N > 0: likewise deletes N records of that listing first.
+    ``bad_records``               set of kinds; while a kind is set, listings carry extra injected
+                                  records (ids from a range no real record uses; see
+                                  ``Simulator.bad_records``). They are never in ``truth()``:
+        ``nul``            a valid record whose strings contain NUL characters (``"\\u0000"``);
+        ``wrong_types``    ``id`` fine, but numbers as words, dates as numbers, objects as strings;
+        ``missing_fields`` only ``id`` and the parent key (``property_id``/``home_id``);
+        ``huge_strings``   a valid record with a 1 MB ``name``/``note``/``description``;
+        ``duplicate_id``   a real record of the listing served a second time (same page if it fits);
+        ``unknown_property`` a reservation whose ``property_id`` is no property of the company;
+        ``no_id``          a record without ``id``.
+        The child kinds (``BAD_CHILD_KINDS``, not in ``BAD_RECORD_KINDS``):
+        ``child_no_id``    a valid record whose first property photo / task assignment has no id;
+        ``child_not_object`` a valid record with a string first in its photos (property, task) or
+                           guests (reservation);
+        ``requirements_object`` a valid task whose ``/requirements`` answers an object, not a list.
+        They go to properties, reservations, people, supplies (not paged: people) and to the task
+        listing of the company's lowest-id property; tags stay clean. ``unknown_property`` applies
+        to reservations only.
+
+    429 bursts: ``faults.burst_429(count=N)`` makes the next N data requests of a credential (or of
+    every credential) answer 429 with ``retry_after`` = now + ``retry_after_s``;
+    ``faults.burst_429(seconds=S)`` makes every data request for the next S seconds answer 429 with
+    ``retry_after`` = the end of the burst. Burst 429s do not count in the rate-limit window.
+    """
 
     latency_s: float = 0.0
     error_rate: float = 0.0

@@ -1,25 +1,7 @@
 """Deterministic data generation: a company's records from a seed.
 
-``generate_company(company, scale, seed, anchor)`` builds the company's records as they stand
-at ``anchor`` (the simulator's start, truncated to the minute): every generated ``created_at``
-and ``updated_at`` is at or before it. The same seed, scale and anchor give the same records.
-
-What is generated, per company:
-
-* properties: status shares active 80 %, inactive 12 %, pending_delete 4 %, deleted 4 %;
-  US vacation-rental addresses, notes, groups, photos;
-* reservations: ``reservations_per_property`` stays per property, spread from about 300 days
-  ago to about 120 days ahead, so every checkout date is within the last ~300 days or in the
-  future (a backfill with ``checkout_date_ge`` 365 days back sees them all); 10 % cancelled;
-* tasks: ``tasks_per_property`` per property: a departure clean on each stay's checkout day
-  (linked to it), a pre-arrival inspection before half of the stays, the rest maintenance,
-  inspection, housekeeping and safety tasks over the last ~400 days and the next ~45; about
-  5 % of those link to an old reservation id that no listing returns; tasks more than three
-  days past are 97 % finished, those of the last three days 85 %, future ones created or
-  assigned (at ``prod``: about 9 % of all tasks open);
-* people (active 80 %, invited 8 %, inactive 12 %), supplies, and ``tags`` tags of each kind.
-
-``Builder`` makes single records; the clock (``evolve``) uses it to create records later.
+``generate_company`` builds a company's records (what it generates: its docstring);
+``Builder`` makes single records, which the clock (``evolve``) also uses.
 """
 
 from __future__ import annotations
@@ -418,7 +400,27 @@ class Builder:
 
 
 def generate_company(company: Company, scale: Scale, seed: int, anchor: datetime) -> CompanyData:
-    """All records of ``company`` as they stand at ``anchor``."""
+    """All records of ``company`` as they stand at ``anchor``.
+
+    ``generate_company(company, scale, seed, anchor)`` builds the company's records as they stand
+    at ``anchor`` (the simulator's start, truncated to the minute): every generated ``created_at``
+    and ``updated_at`` is at or before it. The same seed, scale and anchor give the same records.
+
+    What is generated, per company:
+
+    * properties: status shares active 80 %, inactive 12 %, pending_delete 4 %, deleted 4 %;
+      US vacation-rental addresses, notes, groups, photos;
+    * reservations: ``reservations_per_property`` stays per property, spread from about 300 days
+      ago to about 120 days ahead, so every checkout date is within the last ~300 days or in the
+      future (a backfill with ``checkout_date_ge`` 365 days back sees them all); 10 % cancelled;
+    * tasks: ``tasks_per_property`` per property: a departure clean on each stay's checkout day
+      (linked to it), a pre-arrival inspection before half of the stays, the rest maintenance,
+      inspection, housekeeping and safety tasks over the last ~400 days and the next ~45; about
+      5 % of those link to an old reservation id that no listing returns; tasks more than three
+      days past are 97 % finished, those of the last three days 85 %, future ones created or
+      assigned (at ``prod``: about 9 % of all tasks open);
+    * people (active 80 %, invited 8 %, inactive 12 %), supplies, and ``tags`` tags of each kind.
+    """
     data = CompanyData(company)
     rng = random.Random(seed * 1_000_003 + company.index)
     build = Builder(data, rng)

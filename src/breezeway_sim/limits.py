@@ -1,14 +1,4 @@
-"""Rate limiters of the simulator, on real monotonic time.
-
-* ``DataLimiter``: per client, a rolling window of *accepted* requests; a request over the limit
-  is refused and not counted, and learns when the oldest request leaves the window.
-* ``AuthLimiter``: per client, a rolling window of *all* attempts, refused ones included, so an
-  early retry pushes the reset out (as the real auth endpoints do).
-
-``retry_after_text`` turns "seconds from now" into the API's ``retry_after`` value: UTC
-wall-clock time without a zone, rounded up to the second (clients compare it with their own
-clock, so it is never in simulated time).
-"""
+"""Rate limiters of the simulator, on real monotonic time."""
 
 from __future__ import annotations
 
@@ -22,7 +12,11 @@ WINDOW_S = 60.0
 
 
 def retry_after_text(seconds: float) -> str:
-    """Wall-clock UTC time ``seconds`` from now, ``YYYY-MM-DDTHH:MM:SS`` without a zone, rounded up."""
+    """Wall-clock UTC time ``seconds`` from now, ``YYYY-MM-DDTHH:MM:SS`` without a zone, rounded up.
+
+    The API's ``retry_after`` value: wall-clock time, never simulated time (clients compare it
+    with their own clock).
+    """
     when = datetime.now(UTC) + timedelta(seconds=max(0.0, seconds))
     if when.microsecond:
         when = when.replace(microsecond=0) + timedelta(seconds=1)
@@ -30,7 +24,11 @@ def retry_after_text(seconds: float) -> str:
 
 
 class DataLimiter:
-    """At most ``limit`` accepted requests per client in any rolling ``WINDOW_S``."""
+    """At most ``limit`` accepted requests per client in any rolling ``WINDOW_S``.
+
+    Per client, a rolling window of *accepted* requests; a request over the limit is refused
+    and not counted, and learns when the oldest request leaves the window.
+    """
 
     def __init__(self) -> None:
         self._accepted: dict[str, deque[float]] = {}
@@ -52,7 +50,11 @@ class DataLimiter:
 
 
 class AuthLimiter:
-    """At most ``limit`` auth attempts per client in any rolling ``WINDOW_S``; all attempts count."""
+    """At most ``limit`` auth attempts per client in any rolling ``WINDOW_S``; all attempts count.
+
+    Per client, a rolling window of *all* attempts, refused ones included, so an early retry
+    pushes the reset out (as the real auth endpoints do).
+    """
 
     def __init__(self) -> None:
         self._attempts: dict[str, deque[float]] = {}

@@ -1,15 +1,6 @@
 """Which records a listing request selects, and in which order.
 
-Functions here take a company's ``CompanyData`` and the query parameters and answer a sorted
-list of rows (or raise ``ApiError``); the app turns it into the page. Filters follow
-BREEZEWAY_API.md section 3; the choices the contract leaves open are in ``query``'s docstring
-and here:
-
-* a property, person or task status filter with an unknown value is a 422;
-* ``GET /task/`` with ``home_id`` of a property the company does not have (removed, or another
-  company's) answers an empty listing, not an error; with both ``home_id`` and
-  ``reference_property_id`` both must match;
-* people come sorted by id; tag lists by id.
+The choices the contract leaves open are in the comment below and in ``query``.
 """
 
 from __future__ import annotations
@@ -68,6 +59,16 @@ PERSON_STATUSES = frozenset({"active", "invited", "inactive"})
 OPS = ("lt", "le", "gt", "ge")
 
 
+# Functions here take a company's ``CompanyData`` and the query parameters and answer a sorted
+# list of rows (or raise ``ApiError``); the app turns it into the page. Filters follow
+# BREEZEWAY_API.md section 3; the choices the contract leaves open are in ``query``'s comment
+# and here:
+#
+# * a property, person or task status filter with an unknown value is a 422;
+# * ``GET /task/`` with ``home_id`` of a property the company does not have (removed, or another
+#   company's) answers an empty listing, not an error; with both ``home_id`` and
+#   ``reference_property_id`` both must match;
+# * people come sorted by id; tag lists by id.
 def row_value(field: str) -> Callable[[Row], Any]:
     if field == "created_at":
         return lambda r: r.created

@@ -1,15 +1,6 @@
 """Query-string handling shared by the listing endpoints: errors, paging, dates, sorting.
 
-Decided here, where the contract is silent:
-
-* ``page`` and ``limit`` must be integers >= 1, else 422; ``limit`` above the cap is lowered to
-  it, and the envelope answers the ``limit`` used. ``total_pages`` is 0 for an empty listing.
-* ``sort_order`` is ``asc`` or ``desc`` (else 422). ``sort_by`` must name a field of the record
-  (else 422). Ties are broken by ``id`` in the same direction. Nulls sort last ascending and
-  first descending (as in PostgreSQL). Timestamps sort by instant, whatever their text form.
-* Date filters take ``YYYY-MM-DD`` or an ISO date-time (a naive one is UTC). A date-time field
-  compared with a date compares its UTC date (``updated_at_le=2026-05-01`` includes all of that
-  day); a date field compared with a date-time compares the date-time's date.
+The choices the contract leaves open: the comment above ``ApiError``.
 """
 
 from __future__ import annotations
@@ -29,6 +20,16 @@ __all__ = [
 ]
 
 
+# Decided here, where the contract is silent:
+#
+# * ``page`` and ``limit`` must be integers >= 1, else 422; ``limit`` above the cap is lowered to
+#   it, and the envelope answers the ``limit`` used. ``total_pages`` is 0 for an empty listing.
+# * ``sort_order`` is ``asc`` or ``desc`` (else 422). ``sort_by`` must name a field of the record
+#   (else 422). Ties are broken by ``id`` in the same direction. Nulls sort last ascending and
+#   first descending (as in PostgreSQL). Timestamps sort by instant, whatever their text form.
+# * Date filters take ``YYYY-MM-DD`` or an ISO date-time (a naive one is UTC). A date-time field
+#   compared with a date compares its UTC date (``updated_at_le=2026-05-01`` includes all of that
+#   day); a date field compared with a date-time compares the date-time's date.
 class ApiError(Exception):
     """An answer other than 200: ``status`` with body ``{"error", "description"}``."""
 

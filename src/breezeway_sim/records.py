@@ -1,18 +1,6 @@
 """Record storage and serialization for the simulator.
 
-Two kinds of stored record:
-
-* ``Row``: properties, reservations, people, supplies and tags. ``data`` is the record exactly
-  as the API serializes it (JSON-ready: str, int, float, bool, None, list, dict), ``created``
-  and ``updated`` are aware UTC datetimes used for filters and sorting (a property carries no
-  timestamps in its JSON, but still has them here for the default ``created_at`` sort).
-* ``TaskRow``: tasks are the widest and most numerous entity (about 1.4 kB of JSON each), so a
-  task is stored as a compact state and rendered to a dict only when served. Rendering is a
-  pure function of the state, seeded by ``TaskRow.seed``; a change bumps ``version`` and moves
-  ``updated``. The serialized bytes are cached on the row until the next change.
-
-Timestamps are emitted with a zone (``+00:00``) or without one (UTC implied), alternating by
-record id and field, as the contract allows both.
+Two kinds of stored record: ``Row`` (JSON as served) and ``TaskRow`` (compact state).
 """
 
 from __future__ import annotations
@@ -40,7 +28,11 @@ __all__ = [
 
 
 def fmt_ts(dt: datetime | None, zoned: bool) -> str | None:
-    """An aware UTC datetime as ISO text, with ``+00:00`` or without a zone (UTC implied)."""
+    """An aware UTC datetime as ISO text, with ``+00:00`` or without a zone (UTC implied).
+
+    Timestamps are emitted with a zone (``+00:00``) or without one (UTC implied), alternating by
+    record id and field, as the contract allows both.
+    """
     if dt is None:
         return None
     text = dt.replace(tzinfo=None).isoformat()
@@ -60,7 +52,13 @@ def external_reservation_id(reservation_id: int) -> str:
 
 
 class Row:
-    """A stored non-task record: its API form plus the times used to filter and sort it."""
+    """A stored non-task record: its API form plus the times used to filter and sort it.
+
+    ``Row``: properties, reservations, people, supplies and tags. ``data`` is the record exactly
+    as the API serializes it (JSON-ready: str, int, float, bool, None, list, dict), ``created``
+    and ``updated`` are aware UTC datetimes used for filters and sorting (a property carries no
+    timestamps in its JSON, but still has them here for the default ``created_at`` sort).
+    """
 
     __slots__ = ("id", "created", "updated", "data", "blob", "parent")
 
@@ -95,7 +93,13 @@ def row_blob(row: Row) -> bytes:
 
 
 class TaskRow:
-    """A task's compact state; ``render_task`` turns it into the API record."""
+    """A task's compact state; ``render_task`` turns it into the API record.
+
+    ``TaskRow``: tasks are the widest and most numerous entity (about 1.4 kB of JSON each), so a
+    task is stored as a compact state and rendered to a dict only when served. Rendering is a
+    pure function of the state, seeded by ``TaskRow.seed``; a change bumps ``version`` and moves
+    ``updated``. The serialized bytes are cached on the row until the next change.
+    """
 
     __slots__ = (
         "id",

@@ -1,12 +1,4 @@
-"""Serve a simulator over real HTTP with uvicorn, inside the caller's event loop.
-
-    async with SimulatorServer(sim, host="127.0.0.1", port=0) as server:
-        server.base_url  # "http://127.0.0.1:54321"
-
-``port=0`` picks a free port. The server runs as a task of the current loop; leaving the block
-stops it (open keep-alive connections are closed). uvicorn's own signal handling and logging
-setup are switched off: the host process owns both. Access logs are off.
-"""
+"""Serve a simulator over real HTTP with uvicorn, inside the caller's event loop."""
 
 from __future__ import annotations
 
@@ -40,7 +32,17 @@ class _Server(uvicorn.Server):
 
 
 class SimulatorServer:
-    """An async context manager running ``sim`` on ``host:port`` (0: a free port)."""
+    """An async context manager running ``sim`` on ``host:port`` (0: a free port).
+
+    Usage:
+
+        async with SimulatorServer(sim, host="127.0.0.1", port=0) as server:
+            server.base_url  # "http://127.0.0.1:54321"
+
+    ``port=0`` picks a free port. The server runs as a task of the current loop; leaving the block
+    stops it (open keep-alive connections are closed). uvicorn's own signal handling and logging
+    setup are switched off: the host process owns both. Access logs are off.
+    """
 
     def __init__(
         self,

@@ -1,31 +1,6 @@
 """The simulator itself: companies, their data, the clock, tokens, faults and counters.
 
->>> sim = Simulator(companies=2, scale="small", seed=1)
->>> sim.companies[0].company_id, sim.companies[0].client_id
-(1001, 'sim-client-1')
-
-* Data is generated per company on first use (``sim.prepare()`` generates all now), each
-  company at its scale of the mix (``Scale.mix``: ``prod`` is one company of 5,000 properties
-  and 60,000 tasks, then seven of 60-500 properties). Measured on a 2-CPU machine: a ``dense``
-  company (50,000 tasks) takes 1.5-2 s and about 50 MB; serving all its tasks once caches
-  their JSON (about 1.75 kB each, 90 MB in all). ``truth(cid, "tasks")`` of 50,000 tasks
-  builds as many dicts: 2-7 s and about 400 MB while the caller holds them.
-* ``sim.now()`` is the simulated time: the real UTC time plus everything ``advance`` added. It
-  only moves forward, and a record's ``updated_at`` is never earlier than the real time of its
-  change. Note: a client that bounds a task ``updated_at`` range with its own (real) today
-  misses changes the simulated clock put on a later day; advance by hours, not days, when the
-  client under test uses real time.
-* ``sim.advance(hours)`` moves the clock and applies the events of that span at ``sim.rates``
-  (see ``evolve``); it answers what it did per company.
-* ``sim.truth(company_id, entity)`` is what a perfect sync would hold now: every record that
-  exists, keyed by id (tags: by ``(tag_type, id)``), each exactly as the API serializes it;
-  ``task_comments`` and ``task_requirements`` give the task details (see ``details``).
-  Injected bad records are never in it (see ``sim.bad_records``).
-* The company scope rule (decided here): a ``company_id`` parameter naming another company
-  answers ``403 {"error": "Forbidden", ...}``; a task id or ``home_id`` of another company is
-  simply not found (404 / empty listing).
-* Disabling a client (``disable_client``) makes its login and refresh answer
-  ``200 {"error": "inactive client"}`` and its data requests 401, until enabled again.
+(``Simulator``: data per company, ``now``/``advance``, ``truth``, the scope rules.)
 """
 
 from __future__ import annotations
@@ -57,7 +32,35 @@ __all__ = ["Simulator"]
 
 
 class Simulator:
-    """Simulated Breezeway API state for ``companies`` companies; see the module docstring."""
+    """Simulated Breezeway API state for ``companies`` companies.
+
+    >>> sim = Simulator(companies=2, scale="small", seed=1)
+    >>> sim.companies[0].company_id, sim.companies[0].client_id
+    (1001, 'sim-client-1')
+
+    * Data is generated per company on first use (``sim.prepare()`` generates all now), each
+      company at its scale of the mix (``Scale.mix``: ``prod`` is one company of 5,000 properties
+      and 60,000 tasks, then seven of 60-500 properties). Measured on a 2-CPU machine: a ``dense``
+      company (50,000 tasks) takes 1.5-2 s and about 50 MB; serving all its tasks once caches
+      their JSON (about 1.75 kB each, 90 MB in all). ``truth(cid, "tasks")`` of 50,000 tasks
+      builds as many dicts: 2-7 s and about 400 MB while the caller holds them.
+    * ``sim.now()`` is the simulated time: the real UTC time plus everything ``advance`` added. It
+      only moves forward, and a record's ``updated_at`` is never earlier than the real time of its
+      change. Note: a client that bounds a task ``updated_at`` range with its own (real) today
+      misses changes the simulated clock put on a later day; advance by hours, not days, when the
+      client under test uses real time.
+    * ``sim.advance(hours)`` moves the clock and applies the events of that span at ``sim.rates``
+      (see ``evolve``); it answers what it did per company.
+    * ``sim.truth(company_id, entity)`` is what a perfect sync would hold now: every record that
+      exists, keyed by id (tags: by ``(tag_type, id)``), each exactly as the API serializes it;
+      ``task_comments`` and ``task_requirements`` give the task details (see ``details``).
+      Injected bad records are never in it (see ``sim.bad_records``).
+    * The company scope rule (decided here): a ``company_id`` parameter naming another company
+      answers ``403 {"error": "Forbidden", ...}``; a task id or ``home_id`` of another company is
+      simply not found (404 / empty listing).
+    * Disabling a client (``disable_client``) makes its login and refresh answer
+      ``200 {"error": "inactive client"}`` and its data requests 401, until enabled again.
+    """
 
     def __init__(
         self,

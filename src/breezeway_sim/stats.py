@@ -1,21 +1,6 @@
 """Request counters of the simulator, for tests and benchmarks: ``sim.stats``.
 
-Per client_id (``sim.stats.client("sim-client-1")`` or ``sim.stats["sim-client-1"]``) a
-``ClientStats`` with:
-
-``data_requests``    data requests that carried a token of this client (any answer)
-``auth_requests``    login and refresh attempts (any answer)
-``logins``           successful logins (a token pair issued by ``POST /public/auth/v1/``)
-``refreshes``        successful refreshes
-``rate_limited``     429 answers to data requests (limit and bursts); ``auth_rate_limited`` likewise
-``server_errors``    injected 5xx answers; ``unauthorized`` 401s to requests naming this client
-``paths``            Counter of data request paths
-``request_times``    real monotonic times of the data requests
-``events``           list of ``(monotonic time, "login" | "refresh")``
-
-``sim.stats.max_requests_in_window(client_id, window_s=60)`` is the largest number of data
-requests of that client within any window of ``window_s`` seconds. ``unauthorized_anonymous``
-counts 401s whose token names no client. ``sim.stats.reset()`` zeroes everything.
+(``Stats``: per-client ``ClientStats`` and the window query.)
 """
 
 from __future__ import annotations
@@ -68,7 +53,25 @@ def max_in_window(times: list[float], window_s: float) -> int:
 
 
 class Stats:
-    """Counters per client credential; see the module docstring."""
+    """Counters per client credential.
+
+    Per client_id (``sim.stats.client("sim-client-1")`` or ``sim.stats["sim-client-1"]``) a
+    ``ClientStats`` with:
+
+    ``data_requests``    data requests that carried a token of this client (any answer)
+    ``auth_requests``    login and refresh attempts (any answer)
+    ``logins``           successful logins (a token pair issued by ``POST /public/auth/v1/``)
+    ``refreshes``        successful refreshes
+    ``rate_limited``     429 answers to data requests (limit and bursts); ``auth_rate_limited`` likewise
+    ``server_errors``    injected 5xx answers; ``unauthorized`` 401s to requests naming this client
+    ``paths``            Counter of data request paths
+    ``request_times``    real monotonic times of the data requests
+    ``events``           list of ``(monotonic time, "login" | "refresh")``
+
+    ``sim.stats.max_requests_in_window(client_id, window_s=60)`` is the largest number of data
+    requests of that client within any window of ``window_s`` seconds. ``unauthorized_anonymous``
+    counts 401s whose token names no client. ``sim.stats.reset()`` zeroes everything.
+    """
 
     def __init__(self) -> None:
         self.clients: dict[str, ClientStats] = {}

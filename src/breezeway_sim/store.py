@@ -1,11 +1,6 @@
 """One company's records, with the indexes the listing endpoints need.
 
-``CompanyData`` holds the current records of a company (nothing else: deleted records are
-gone). Every mutation goes through its methods, which keep the per-property indexes right and
-bump ``version`` (listing caches are keyed by it).
-
-A removed property takes its reservations and tasks with it, a removed task its comments (decided here: the simplest
-consistent rule; its tasks then answer 404 on ``GET /task/{id}``).
+(``CompanyData``: every mutation through its methods.)
 """
 
 from __future__ import annotations
@@ -40,7 +35,15 @@ ID_OFFSETS = {
 
 
 class CompanyData:
-    """The records that exist now for one company, indexed for the API's listings."""
+    """The records that exist now for one company, indexed for the API's listings.
+
+    ``CompanyData`` holds the current records of a company (nothing else: deleted records are
+    gone). Every mutation goes through its methods, which keep the per-property indexes right and
+    bump ``version`` (listing caches are keyed by it).
+
+    A removed property takes its reservations and tasks with it, a removed task its comments (decided here: the simplest
+    consistent rule; its tasks then answer 404 on ``GET /task/{id}``).
+    """
 
     def __init__(self, company: Company) -> None:
         self.company = company

@@ -1,30 +1,6 @@
 """Webhooks of the simulator: subscriptions, the test event, and deliveries as records change.
 
-API (``/public/webhook/v1``, a data token required, as in BREEZEWAY_API.md):
-
-``POST   /subscribe``          ``{"webhook_type": "task"|"property-status", "url": ...}``; the
-                               test event ``{"event": "test_webhook_event"}`` is POSTed to the
-                               URL first and must answer 2xx within ``test_timeout_s``, else
-                               ``400 {"error": "Bad Request", "description": <why>}`` (decided
-                               here). Subscribing the same type and URL again answers the
-                               existing subscription.
-``GET    /subscriptions``      the company's subscriptions, a plain array
-``DELETE /subscribe/{id}``     ``204``; ``404`` when the company has no such subscription
-
-Only loopback URLs are accepted (decided here: the simulator never contacts another host).
-
-Deliveries: whenever the clock moves records on (``Simulator.advance`` calls ``notice``),
-each company with a subscription is compared with what it looked like at the previous notice;
-a task that appeared, changed or vanished gives one ``task-created``/``task-updated``/
-``task-deleted`` event carrying the task's current state (changes between two notices are
-folded into one event), a property whose status moved gives ``property-status-updated``.
-Events are POSTed by a background sender, ``max_in_flight`` at a time; a subscription whose
-deliveries fail ``drop_after_failures`` times in a row is dropped, as Breezeway does.
-
-``hub.faults`` (``DeliveryFaults``; ``POST /_sim/webhooks/faults`` in control mode) loses,
-duplicates, reorders (holds an event back until after the next) and delays deliveries.
-``hub.log`` records every event: when its change became visible (``changed_at``, epoch
-seconds), whether it was lost, and the answer (``GET /_sim/webhooks/log``).
+(``webhook_routes``: the API; ``WebhookHub``: subscriptions and deliveries.)
 """
 
 from __future__ import annotations
@@ -135,7 +111,21 @@ def is_loopback_url(url: str) -> bool:
 
 
 class WebhookHub:
-    """Subscriptions and deliveries of one simulator; see the module docstring."""
+    """Subscriptions and deliveries of one simulator.
+
+    Deliveries: whenever the clock moves records on (``Simulator.advance`` calls ``notice``),
+    each company with a subscription is compared with what it looked like at the previous notice;
+    a task that appeared, changed or vanished gives one ``task-created``/``task-updated``/
+    ``task-deleted`` event carrying the task's current state (changes between two notices are
+    folded into one event), a property whose status moved gives ``property-status-updated``.
+    Events are POSTed by a background sender, ``max_in_flight`` at a time; a subscription whose
+    deliveries fail ``drop_after_failures`` times in a row is dropped, as Breezeway does.
+
+    ``hub.faults`` (``DeliveryFaults``; ``POST /_sim/webhooks/faults`` in control mode) loses,
+    duplicates, reorders (holds an event back until after the next) and delays deliveries.
+    ``hub.log`` records every event: when its change became visible (``changed_at``, epoch
+    seconds), whether it was lost, and the answer (``GET /_sim/webhooks/log``).
+    """
 
     def __init__(self, sim: Simulator) -> None:
         self.sim = sim
@@ -404,7 +394,21 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 def webhook_routes(
     hub: WebhookHub, admit: Admit, guard: Callable[[Endpoint], Endpoint]
 ) -> list[Route]:
-    """The ``/public/webhook/v1`` routes; ``admit`` is the data-request gate (token, limits)."""
+    """The ``/public/webhook/v1`` routes; ``admit`` is the data-request gate (token, limits).
+
+    API (``/public/webhook/v1``, a data token required, as in BREEZEWAY_API.md):
+
+    ``POST   /subscribe``          ``{"webhook_type": "task"|"property-status", "url": ...}``; the
+                                   test event ``{"event": "test_webhook_event"}`` is POSTed to the
+                                   URL first and must answer 2xx within ``test_timeout_s``, else
+                                   ``400 {"error": "Bad Request", "description": <why>}`` (decided
+                                   here). Subscribing the same type and URL again answers the
+                                   existing subscription.
+    ``GET    /subscriptions``      the company's subscriptions, a plain array
+    ``DELETE /subscribe/{id}``     ``204``; ``404`` when the company has no such subscription
+
+    Only loopback URLs are accepted (decided here: the simulator never contacts another host).
+    """
 
     async def subscribe(request: Request) -> Response:
         company = await admit(request)
