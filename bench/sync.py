@@ -12,9 +12,10 @@ the daemon's defaults except: ``region_concurrency`` (``--concurrency``, default
 at once), ``db_pool_size`` and ``task_quiet_poll_every`` as given, pacing ``--client-rate``.
 
 Phases, each in a new ``SyncContext`` (as the next scheduled job finds it): ``full`` (every
-entity, ``--full``), the clock one simulated hour on, ``hourly`` (the hourly entities,
-incremental: the task polling plan applies), one more hour, ``daily`` (every entity in full,
-as the daily batch with ``BREEZEWAY_DAILY_FULL_REFRESH``). Per phase: wall time, API calls,
+entity, ``--full``), the clock one simulated hour on (``advance``: for the daemon's record
+of the API's minute too), ``hourly`` (the hourly entities, incremental: the task polling
+plan applies), one more hour, ``daily`` (every entity in full, as the daily batch with
+``BREEZEWAY_DAILY_FULL_REFRESH``). Per phase: wall time, API calls,
 the rate limit's lower bound (``Phase.bound_s``: the busiest credential's calls at the
 client's pacing rate, or all calls shared by the credentials running at once when regions
 take turns), wall/bound, 429s the simulator answered, peak RSS of this process (VmHWM, reset
