@@ -7,6 +7,7 @@ when it marks deletions: README, "How it syncs".
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
@@ -36,7 +37,7 @@ class IncompleteSync(Exception):
     kind = ErrorKind.API
 
 
-class Listing:
+class Listing(abc.ABC):
     """How one run fetches its entity; a subclass per ``ListingMode``."""
 
     incremental = True
@@ -49,9 +50,9 @@ class Listing:
         self.client = run.client
         self.pool = run.ctx.pool
 
+    @abc.abstractmethod
     async def list(self, cursor_from: datetime | None) -> None:
         """Fetch and store what changed since ``cursor_from`` (None: everything)."""
-        raise NotImplementedError
 
     async def list_window(self, since: date, until: date) -> None:
         """Fetch and store the records of a date window again (``resync``)."""
