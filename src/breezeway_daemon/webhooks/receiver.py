@@ -147,9 +147,11 @@ class WebhookReceiver:
         self.on_stored = on_stored
         self.counters = WebhookCounters()
         self.companies: dict[int, str] = configured_companies(settings)
+        self.task_drop = settings.field_drops.get("tasks")  # parsed once, not per delivery
 
     def update_settings(self, settings: Settings) -> None:
         self.settings = settings
+        self.task_drop = settings.field_drops.get("tasks")
         self.companies = {**self.companies, **configured_companies(settings)}
         self.store.timeout_s = settings.webhook_store_timeout_s
 
@@ -163,7 +165,7 @@ class WebhookReceiver:
             body = await self._body(request)
             event = parse_event(
                 kind, body, self.companies, await self._property_regions(body),
-                self.settings.field_drops.get("tasks"),
+                self.task_drop,
             )  # fmt: skip
         except Refused as refused:
             self.counters.refused[refused.reason] += 1
