@@ -1,14 +1,16 @@
 """Benchmark: upsert N realistic task records with the loader vs. asyncpg executemany.
 
 Three passes each, into a fresh database: all new; the same records again (all
-unchanged); again with 10% changed. The loader runs twice: as the sync engine
-uses it, ``Loader.load_batches`` (``BREEZEWAY_BATCHES_IN_FLIGHT``, default 3,
-batches in flight, each its own transaction: the ``loader`` figures), and one ``Loader.load`` per batch, one
-after the other (``loader_sequential``), and as ``loader`` without writing the tasks'
-child tables (``loader_no_children``: the figure before them; the records carry one
-assignment, cost, supply, photo and tag each). The baseline is a plain parameterised
-upsert with ``executemany``, one transaction per batch. Prints a table and, as
-its last line, one JSON object with the figures. It asserts nothing.
+unchanged); again with 10% changed. The loader runs as the sync engine uses it,
+``Loader.load_batches`` (``BREEZEWAY_BATCHES_IN_FLIGHT``, default 3, batches in
+flight, each its own transaction: the ``loader`` figures); as one ``Loader.load``
+per batch, one after the other (``loader_sequential``); as ``loader`` without
+writing the tasks' child tables (``loader_no_children``: the figure before them;
+the records carry one assignment, cost, supply, photo and tag each); and as
+``loader`` with the child tables' foreign keys dropped (``loader_children_no_fk``:
+what their per-row checks cost). The baseline is a plain parameterised upsert
+with ``executemany``, one transaction per batch. Prints a table and, as its last
+line, one JSON object with the figures. It asserts nothing.
 
     .venv/bin/python bench/load.py [--records 100000] [--batch 1000] [--concurrency 3]
 
@@ -33,7 +35,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from breezeway_daemon.config import Settings, load_settings  # noqa: E402
-from breezeway_daemon.db.children import EMBEDDED  # noqa: E402
+from breezeway_daemon.db.children import CHILDREN, EMBEDDED  # noqa: E402
 from breezeway_daemon.db.loader import Loader  # noqa: E402
 from breezeway_daemon.db.pool import create_pool  # noqa: E402
 from breezeway_daemon.entities import PROPERTIES, TASKS  # noqa: E402
@@ -171,6 +173,18 @@ async def with_loader_no_children(
         EMBEDDED["tasks"] = kept
 
 
+async def drop_child_foreign_keys(pool: asyncpg.Pool) -> None:
+    """Drop the child tables' foreign keys (in the throwaway database only)."""
+    tables = [spec.table for spec in CHILDREN]
+    rows = await pool.fetch(
+        "SELECT conrelid::regclass::text AS tab, conname FROM pg_constraint "
+        "WHERE contype = 'f' AND conrelid::regclass::text = ANY($1)",
+        [f"breezeway.{table}" for table in tables],
+    )
+    for row in rows:
+        await pool.execute(f'ALTER TABLE {row["tab"]} DROP CONSTRAINT "{row["conname"]}"')
+
+
 def changed(
     records: list[dict[str, Any]], share: float, rng: random.Random
 ) -> list[dict[str, Any]]:
@@ -195,6 +209,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     methods = {
         "loader": with_loader,
         "loader_no_children": with_loader_no_children,
+        "loader_children_no_fk": with_loader,
         "loader_sequential": with_sequential_loader,
         "executemany": with_executemany,
     }
@@ -204,6 +219,8 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
             settings = load_settings(Path("/nonexistent"), database_url=url)
             pool = await create_pool(settings, max_size=max(4, args.concurrency))
             await Loader(pool, PROPERTIES, REGION).load(properties)
+            if method == "loader_children_no_fk":
+                await drop_child_foreign_keys(pool)
             passes = {
                 "new": records,
                 "unchanged": records,
@@ -230,6 +247,15 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         for label in ("new", "unchanged", "changed10")
     }
     print("with child tables / without: " + ", ".join(f"{k} {v:.2f}x" for k, v in children.items()))
+    no_fk = {
+        label: results[f"loader_children_no_fk_{label}_rows_per_s"]
+        / results[f"loader_no_children_{label}_rows_per_s"]
+        for label in ("new", "unchanged", "changed10")
+    }
+    print(
+        "with child tables, their foreign keys dropped / without: "
+        + ", ".join(f"{k} {v:.2f}x" for k, v in no_fk.items())
+    )
     keys = (
         "loader_new_rows_per_s",
         "loader_unchanged_rows_per_s",
@@ -243,12 +269,17 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         "loader_no_children_new_rows_per_s",
         "loader_no_children_unchanged_rows_per_s",
         "loader_no_children_changed10_rows_per_s",
+        "loader_children_no_fk_new_rows_per_s",
+        "loader_children_no_fk_unchanged_rows_per_s",
+        "loader_children_no_fk_changed10_rows_per_s",
     )
     figures: dict[str, float] = {key: round(results[key]) for key in keys}
     figures["new_ratio"] = round(ratios["new"], 2)
     figures["unchanged_ratio"] = round(ratios["unchanged"], 2)
     for label, ratio in children.items():
         figures[f"children_{label}_ratio"] = round(ratio, 2)
+    for label, ratio in no_fk.items():
+        figures[f"children_no_fk_{label}_ratio"] = round(ratio, 2)
     figures["concurrency"] = args.concurrency
     figures["load_average_1m"] = round(os.getloadavg()[0], 2)
     return figures

@@ -211,6 +211,8 @@ AS_IS: dict[ColumnType, str] = {
     ColumnType.BOOLEAN: "type(raw) is bool",
     ColumnType.FLOAT: "type(raw) is float",
     ColumnType.BIGINT: f"type(raw) is int and {BIGINT_MIN} <= raw <= {BIGINT_MAX}",
+    # an int is exact as it is (the driver makes it a numeric without going through a string)
+    ColumnType.NUMERIC: "type(raw) is int",
 }
 
 
@@ -231,12 +233,12 @@ class ColumnReader:
              column.type is not ColumnType.TEXT)
             for column in columns
         ]  # fmt: skip
-        self._fast = self._compile()
+        self.fast = self._compile()
 
     def values(self, record: Mapping[str, Any], defaults: Mapping[str, Any]) -> list[Any]:
         """The typed values, or ``RecordRejected`` naming the field at fault."""
         if type(record) is dict:
-            values = self._fast(record)
+            values = self.fast(record)
             if values is not None:
                 return values
         return self._read(record, defaults)

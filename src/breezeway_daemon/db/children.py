@@ -190,17 +190,40 @@ class ChildSets:
         """Read one parent's items (``None``: no children). ``clean``: the items come from a
         record whose NUL characters are already removed (the loader's), so they are not
         looked for again."""
-        spec = self.spec
         self.parents.append(parent_id)
         if items is None:
             return
         if not isinstance(items, list):
             self.received += 1
-            what = spec.source or spec.table.removeprefix("task_")
+            what = self.spec.source or self.spec.table.removeprefix("task_")
             reason = f"{what} is a {type(items).__name__}, not an array"
             self.rejections.append(Rejection(items, reason, str(parent_id)))
             return
         self.received += len(items)
+        if clean and len(items) == 1 and self._one(region, parent_id, items[0]):
+            return
+        self._read(region, parent_id, items, clean)
+
+    def _one(self, region: str, parent_id: int, item: Any) -> bool:
+        """The common case, fast: a clean parent's only item, of the expected types.
+        False leaves the item to ``_read``, which decides (and explains a rejection)."""
+        spec = self.spec
+        if type(item) is not dict or spec.derived:
+            return False
+        values = spec.reader.fast(item)
+        if values is None:
+            return False
+        if spec.id_column is None:
+            self.rows.append((region, parent_id, 0, *values, dumps(item)))
+            return True
+        item_id = item.get("id")
+        if type(item_id) is not int or not BIGINT_MIN <= item_id <= BIGINT_MAX:
+            return False
+        self.rows.append((region, parent_id, item_id, 0, *values, dumps(item)))
+        return True
+
+    def _read(self, region: str, parent_id: int, items: list[Any], clean: bool) -> None:
+        spec = self.spec
         values_of = spec.reader.values
         keyed = spec.id_column is not None
         derived = spec.derived
