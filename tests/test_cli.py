@@ -8,6 +8,8 @@ subprocess is awaited, never waited for with a blocking call) and the session da
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import tarfile
 from dataclasses import dataclass
@@ -282,8 +284,8 @@ async def test_status_exit_codes_and_json(
 
 
 # --- bundle ----------------------------------------------------------------------------
-BUNDLE_FILES = {"sync_log_24h.csv", "alerts.log", "journal.txt", "config.json", "versions.txt",
-                "status.txt", "status.json"}  # fmt: skip
+BUNDLE_FILES = {"sync_log_24h.csv", "rejected_24h.csv", "alerts.log", "journal.txt", "config.json",
+                "versions.txt", "status.txt", "status.json"}  # fmt: skip
 
 
 async def test_bundle_holds_everything_and_no_secret(
@@ -291,6 +293,7 @@ async def test_bundle_holds_everything_and_no_secret(
 ) -> None:
     db_password = "Db-Pass-7f3c9a"
     smtp_password = "Smtp-Pass-51be0d"
+    webhook_secret = "fake-webhook-secret-for-tests-0123456789"
     alerts_log = cli.dir / "alerts.log"
     cli.configure(
         database_url=with_password(sim_env.settings.dsn(), db_password),
@@ -300,10 +303,17 @@ async def test_bundle_holds_everything_and_no_secret(
         smtp_password=smtp_password,
         alert_to="ops@example.com",
         alerts_log=alerts_log,
+        webhook_secret=webhook_secret,
     )
     client_secrets = [str(c["client_secret"]) for c in regions_for(sim_env.sim).values()]
-    secrets = [db_password, smtp_password, *client_secrets]
+    secrets = [db_password, smtp_password, webhook_secret, *client_secrets]
     assert (await cli("run", "all")).code == 0
+    # A rejected record is counted in the bundle by its reason; its content stays out.
+    await clean_db.execute(
+        "INSERT INTO breezeway.rejected_records (region_code, entity_type, record_id, reason, raw) "
+        "VALUES ('region_1', 'tasks', '77', 'home_id: \"x\" is not an integer', "
+        "'{\"guest_note\": \"Door code 4417\"}')"
+    )
     tokens = [t for row in await clean_db.fetch("SELECT access_token, refresh_token FROM breezeway.api_tokens")
               for t in row.values() if t]  # fmt: skip
     assert tokens, "the run stored its tokens"
@@ -329,6 +339,12 @@ async def test_bundle_holds_everything_and_no_secret(
     assert csv_lines[0].startswith("id,region_code,entity_type,sync_status")
     assert len(csv_lines) == 1 + 2 * len(ENTITY_NAMES)
     assert "oops:" in members["alerts.log"]
+    rejected = list(csv.DictReader(io.StringIO(members["rejected_24h.csv"])))
+    assert [(r["region_code"], r["entity_type"], r["records"]) for r in rejected] == [
+        ("region_1", "tasks", "1")
+    ]
+    assert rejected[0]["reason"] == 'home_id: "x" is not an integer'
+    assert "Door code" not in "".join(members.values())
     config = json.loads(members["config.json"])
     assert config["database_url"].startswith("postgresql://")
     assert "***" in config["database_url"]
@@ -337,7 +353,13 @@ async def test_bundle_holds_everything_and_no_secret(
     assert "breezeway-daemon" in members["versions.txt"]
     assert "postgresql" in members["versions.txt"]
     assert f"{2 * len(ENTITY_NAMES)} pairs, 0 unhealthy" in members["status.txt"]
-    assert len(json.loads(members["status.json"])) == 2 * len(ENTITY_NAMES)
+    # status's webhook section too (webhooks are configured): no event yet from either region
+    webhook_rows = [line.split() for line in members["status.txt"].splitlines()
+                    if line.startswith("region_") and "never" in line.split()[:2]]  # fmt: skip
+    assert sorted(row[0] for row in webhook_rows) == ["region_1", "region_2"]
+    pairs = json.loads(members["status.json"])
+    assert len(pairs) == 2 * len(ENTITY_NAMES)
+    assert all("webhooks" in pair for pair in pairs if pair["entity"] == "tasks")
     assert members["journal.txt"]  # journal lines, or a note saying why there are none
     for secret in secrets:
         assert secret not in result.stdout + result.stderr

@@ -1,8 +1,10 @@
 """``breezeway-daemon bundle``: everything the runbook's escalation asks for, in one tar.gz.
 
-Contents: the last 24 hours of ``etl_sync_log`` as CSV, ``alerts.log``, the
-daemon's recent journal lines (or a note saying why there are none), the
-effective configuration with secrets masked, versions, and the status output.
+Contents: the last 24 hours of ``etl_sync_log`` as CSV, the last 24 hours' rejected
+records counted by region, entity and reason (never the records themselves),
+``alerts.log``, the daemon's recent journal lines (or a note saying why there are
+none), the effective configuration with secrets masked, versions, and the status
+output (with its webhook section when webhooks are configured).
 Every file passes through a scrubber that replaces each configured secret
 (client secrets, SMTP and database passwords, the stored API tokens) with ``***``, so a secret that
 reached a log by accident does not leave with the bundle.
@@ -30,20 +32,27 @@ from breezeway_daemon.redact import configured_secrets, scrub
 JOURNAL_LINES = 2000
 
 
-async def sync_log_csv(pool: asyncpg.Pool) -> str:
+SYNC_LOG_24H = (
+    "SELECT * FROM breezeway.etl_sync_log WHERE sync_started_at > now() - interval '24 hours' "
+    "ORDER BY sync_started_at DESC"
+)
+REJECTED_24H = (
+    "SELECT region_code, entity_type, reason, count(*) AS records, min(rejected_at) AS first, "
+    "max(rejected_at) AS last FROM breezeway.rejected_records "
+    "WHERE rejected_at > now() - interval '24 hours' "
+    "GROUP BY 1, 2, 3 ORDER BY 1, 2, records DESC, 3"
+)
+
+
+async def query_csv(pool: asyncpg.Pool, query: str) -> str:
+    """``query``'s rows as CSV with a header."""
     buffer = io.BytesIO()
 
     async def write(data: bytes) -> None:
         buffer.write(data)
 
     async with pool.acquire() as conn:
-        await conn.copy_from_query(
-            "SELECT * FROM breezeway.etl_sync_log WHERE sync_started_at > now() - interval '24 hours' "
-            "ORDER BY sync_started_at DESC",
-            output=write,
-            format="csv",
-            header=True,
-        )
+        await conn.copy_from_query(query, output=write, format="csv", header=True)
     return buffer.getvalue().decode()
 
 
@@ -103,14 +112,18 @@ async def build(pool: asyncpg.Pool, settings: Settings, out: Path) -> list[str]:
     except OSError as err:
         alerts = f"(no alerts.log at {alerts_path}: {err.strerror})\n"
     statuses = await status.collect(pool, settings)
+    pairs = [s.as_json() for s in statuses]
+    webhooks = await status.webhooks_section(pool, settings)
+    await status.webhooks_section(pool, settings, pairs)
     files = {
-        "sync_log_24h.csv": await sync_log_csv(pool),
+        "sync_log_24h.csv": await query_csv(pool, SYNC_LOG_24H),
+        "rejected_24h.csv": await query_csv(pool, REJECTED_24H),
         "alerts.log": alerts,
         "journal.txt": await journal_lines(),
         "config.json": json.dumps(settings.masked(), indent=2, default=str) + "\n",
         "versions.txt": await versions(pool),
-        "status.txt": status.render(statuses) + "\n",
-        "status.json": json.dumps([s.as_json() for s in statuses], indent=2) + "\n",
+        "status.txt": status.render(statuses) + webhooks + "\n",
+        "status.json": json.dumps(pairs, indent=2, default=str) + "\n",
     }
     secrets = configured_secrets(settings) + await stored_tokens(pool)
     await asyncio.to_thread(

@@ -296,7 +296,7 @@ async def status_command(args: argparse.Namespace) -> int:
     async with open_pool(settings, "breezeway-daemon status", max_size=2) as pool:
         statuses = await status.collect(pool, settings)
         pairs = [s.as_json() for s in statuses]
-        events = await webhook_status(pool, settings, pairs if args.json else None)
+        events = await status.webhooks_section(pool, settings, pairs if args.json else None)
     if args.json:
         print(json.dumps(pairs, indent=2))
     else:
@@ -309,22 +309,6 @@ async def status_command(args: argparse.Namespace) -> int:
             f"{len(unhealthy)} of {len(statuses)} pairs unhealthy: {', '.join(unhealthy)}"
         )
     return 0
-
-
-async def webhook_status(
-    pool: Any, settings: Settings, pairs: list[dict[str, Any]] | None = None
-) -> str:
-    """The webhook section of ``status`` (empty when webhooks are not configured); with
-    ``pairs`` (``--json``), their ``webhooks`` keys instead."""
-    if settings.webhook_secret is None:
-        return ""
-    from breezeway_daemon.webhooks.store import add_to_pairs, region_summary, render_summary
-
-    if pairs is not None:
-        await add_to_pairs(pool, pairs)
-        return ""
-    summary = await region_summary(pool, list(settings.enabled_regions))
-    return "\n\n" + render_summary(summary, await pool.fetchval("SELECT now()"))
 
 
 @command("bundle")

@@ -148,3 +148,20 @@ def render(statuses: list[PairStatus]) -> str:
     unhealthy = sum(not s.healthy for s in statuses)
     lines.append(f"\n{len(statuses)} pairs, {unhealthy} unhealthy")
     return "\n".join(lines)
+
+
+async def webhooks_section(
+    pool: asyncpg.Pool, settings: Settings, pairs: list[dict[str, Any]] | None = None
+) -> str:
+    """The webhook part of the report (empty when webhooks are not configured): a table per
+    region to append to ``render``'s; with ``pairs`` (``as_json`` output), their ``webhooks``
+    keys are filled in instead and the text is empty."""
+    if settings.webhook_secret is None:
+        return ""
+    from breezeway_daemon.webhooks.store import add_to_pairs, region_summary, render_summary
+
+    if pairs is not None:
+        await add_to_pairs(pool, pairs)
+        return ""
+    summary = await region_summary(pool, list(settings.enabled_regions))
+    return "\n\n" + render_summary(summary, await pool.fetchval("SELECT now()"))

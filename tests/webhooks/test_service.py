@@ -6,7 +6,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 from breezeway_daemon.alerts import Alerts
-from breezeway_daemon.cli import webhook_status
+from breezeway_daemon.status import webhooks_section
 from breezeway_daemon.webhooks.service import WebhookService
 
 from support.webhooks import SECRET, Hooks, served_app
@@ -43,17 +43,17 @@ async def test_a_subscribed_region_without_events_gets_a_warning(hooks: Hooks) -
 
 async def test_status_shows_each_regions_last_event_and_queue(hooks: Hooks) -> None:
     assert (
-        await webhook_status(hooks.pool, hooks.settings.model_copy(update={"webhook_secret": None}))
+        await webhooks_section(hooks.pool, hooks.settings.model_copy(update={"webhook_secret": None}))
         == ""
     )
     truth = hooks.sim.truth(hooks.sim.companies[0].company_id, "tasks")
     await hooks.post("task", hooks.task_event(truth[min(truth)]))
-    text = await webhook_status(hooks.pool, hooks.settings)
+    text = await webhooks_section(hooks.pool, hooks.settings)
     lines = {line.split()[0]: line.split() for line in text.strip().splitlines()}
     assert lines["region_1"][-3:] == ["1", "0", "0"]  # pending, failed, rejected
     assert lines["region_2"][1] == "never"
     await hooks.apply_all()
-    text = await webhook_status(hooks.pool, hooks.settings)
+    text = await webhooks_section(hooks.pool, hooks.settings)
     assert [line.split()[-3] for line in text.splitlines() if line.startswith("region_1")] == ["0"]
     assert SECRET not in text
 
