@@ -1,7 +1,7 @@
 """Benchmark: the task details' fetch policy, its API calls a day and its daily sweep's pace.
 
     .venv/bin/python bench/details.py [--tasks 140000] [--regions 8] [--open 4000]
-        [--changed 3000] [--rate 240] [--sweep-tasks 1000]
+        [--changed 3000] [--rate 240] [--sweep-tasks 2000]
 
 1. Calls a day. A throwaway database holds ``--tasks`` tasks over ``--regions`` regions as
    the replaced system had them (``--open`` not finished or finished within the last week,
@@ -12,10 +12,11 @@
    02:30 sweeps every open task (``full``). Calls = 2 per task picked (comments and
    requirements), next to the naive 2 x every task, every day.
 2. The sweep's pace, over HTTP: a simulator in its own process (``--regions`` companies,
-   ``--sweep-tasks`` tasks each, about a quarter of them open; 40 ms per request) limited to
+   ``--sweep-tasks`` tasks each, about one in seven open; 40 ms per request) limited to
    ``--rate`` requests a minute per credential (the real API: 200). The data is scaled down
-   (a few hundred open tasks a region) so that the sweep spans a few windows, about two
-   minutes. After a first sync of the tasks and their details (unpaced, not measured), a
+   (a few hundred open tasks a region) so that the sweep spans a few windows, about three
+   minutes. After a first sync of the tasks and their details (unpaced, not measured), and
+   a day later for both sides' record of the API's minute (``age_reservations``), a
    ``full`` task_details run (the daily sweep) is timed against its rate-limit bound: the
    rolling window lets a window's worth go at once, so the bound is 60.25 s x
    floor((calls - 1) / budget) for the region with the most calls, budget being the
@@ -40,7 +41,7 @@ from typing import Any
 import asyncpg
 
 import report
-from simprocess import SimProcess
+from simprocess import SimProcess, age_reservations
 from throwaway import create_database, drop_database
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -181,7 +182,9 @@ async def sweep(args: argparse.Namespace) -> dict[str, Any]:
             first = await run_batch(ctx, regions, ["properties", "tasks", "task_details"])
         failed = [r for r in first if r.failed]
         await asyncio.to_thread(sim.set_faults, data_rate_limit_per_minute=args.rate)
-        await asyncio.to_thread(sim.reset)  # a new window, and count the sweep's 429s only
+        # The sweep comes a day later: new windows on both sides; count the sweep's 429s only.
+        await asyncio.to_thread(sim.reset)
+        await age_reservations(database, 24 * 3600)
         async with SyncContext.open(settings, application_name="bench-details") as ctx:
             started = time.perf_counter()
             swept = await run_batch(ctx, regions, ["task_details"], mode="full")
@@ -228,7 +231,7 @@ def main() -> None:
     parser.add_argument("--open", type=int, default=4000, help="open tasks (all regions)")
     parser.add_argument("--changed", type=int, default=3000, help="tasks changed a day")
     parser.add_argument("--rate", type=int, default=240, help="data requests per minute")
-    parser.add_argument("--sweep-tasks", type=int, default=1000, help="tasks per region")
+    parser.add_argument("--sweep-tasks", type=int, default=2000, help="tasks per region")
     report.run(bench, parser)
 
 

@@ -1,6 +1,6 @@
 """The Breezeway simulator in a process of its own, for the benchmarks, driven over a pipe.
 
-    from simprocess import SimProcess
+    from simprocess import SimProcess, age_reservations
 
     with SimProcess(companies=1, scale="prod", seed=1, data_rate_limit=None) as sim:
         sim.base_url                # "http://127.0.0.1:<port>": the port is chosen at start
@@ -11,6 +11,7 @@
         sim.reset()                 # counters to zero, rate-limit windows emptied
         sim.set_faults(data_rate_limit_per_minute=200)   # any ``Faults`` field
         sim.advance(hours=1)        # the simulated clock moves; records change
+        await age_reservations(database_url, 3600)  # ... and the daemon's record of the minute
         sim.webhook_faults(lose_rate=0.02); sim.webhook_log(); sim.truth(1001, "tasks")
         sim.cpu_s()                 # CPU seconds the simulator process has used
     # leaving the block stops the process (or call sim.stop())
@@ -293,3 +294,22 @@ async def _main(
             await stop.wait()
         finally:
             loop.remove_reader(conn.fileno())
+
+
+async def age_reservations(database_url: str, seconds: float) -> None:
+    """Move the daemon's record of the API's minute (``api_request_reservations``, which a new
+    ``SyncContext`` counts as another process's requests) ``seconds`` into the past, as if that
+    time had passed. Pair it with ``sim.reset()`` or ``sim.advance()``, which empty the
+    simulator's windows: without it, a measured phase would wait for the previous phase's last
+    minute of requests, which the simulator has already forgotten."""
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "UPDATE breezeway.api_request_reservations "
+            "SET counts_until = counts_until - make_interval(secs => $1)",
+            seconds,
+        )
+    finally:
+        await conn.close()

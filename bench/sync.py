@@ -47,7 +47,7 @@ from typing import Any
 import asyncpg
 
 import report
-from simprocess import SimProcess
+from simprocess import SimProcess, age_reservations
 from throwaway import create_database, drop_database
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -164,22 +164,9 @@ async def run_phase(
 
 async def advance(sim: SimProcess, database: str, hours: float) -> None:
     """The clock ``hours`` on, for the simulator and for the daemon's record of the API's
-    minute alike: ``sim.advance`` empties the simulator's rate-limit windows, and the
-    credentials' reservations (``api_request_reservations``, which a phase's new context
-    counts as another process's requests) are moved back as far, as if the time had passed.
-    Without the second, a phase would wait for the previous phase's last minute of requests
-    that the simulator has already forgotten (the daily batch starts 30 minutes after the
-    hourly one in production), and wall/bound would measure that wait."""
+    minute alike (the daily batch starts 30 minutes after the hourly one in production)."""
     await asyncio.to_thread(sim.advance, hours)
-    conn = await asyncpg.connect(database)
-    try:
-        await conn.execute(
-            "UPDATE breezeway.api_request_reservations "
-            "SET counts_until = counts_until - make_interval(secs => $1)",
-            hours * 3600,
-        )
-    finally:
-        await conn.close()
+    await age_reservations(database, hours * 3600)
 
 
 # --- the runs ---------------------------------------------------------------------------
