@@ -401,7 +401,12 @@ class BreezewayApi:
         self.http = httpx.AsyncClient(
             base_url=settings.api_base_url,
             timeout=httpx.Timeout(settings.http_timeout_s),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
+            # An idle connection is dropped after 4 s, before servers that close theirs
+            # at 5 s (uvicorn's default, the simulator's) do: reusing one the server is
+            # closing fails the request with RemoteProtocolError and costs a retry.
+            limits=httpx.Limits(
+                max_connections=100, max_keepalive_connections=50, keepalive_expiry=4.0
+            ),
             headers={"User-Agent": f"breezeway-daemon/{__version__}"},
             transport=transport,
             follow_redirects=False,
