@@ -311,8 +311,9 @@ async def test_bundle_holds_everything_and_no_secret(
     # A rejected record is counted in the bundle by its reason; its content stays out.
     await clean_db.execute(
         "INSERT INTO breezeway.rejected_records (region_code, entity_type, record_id, reason, raw) "
-        "VALUES ('region_1', 'tasks', '77', 'home_id: \"x\" is not an integer', "
-        "'{\"guest_note\": \"Door code 4417\"}')"
+        "VALUES ('region_1', 'tasks', '77', $1, $2)",
+        'home_id: "x" is not an integer',
+        {"guest_note": "Door code 4417"},
     )
     tokens = [t for row in await clean_db.fetch("SELECT access_token, refresh_token FROM breezeway.api_tokens")
               for t in row.values() if t]  # fmt: skip

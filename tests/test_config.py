@@ -349,3 +349,23 @@ def test_the_database_password_is_a_configured_secret_in_every_spelling(
     found = configured_secrets(settings)
     text = scrub("connecting with p@ss-w0rd (p%40ss-w0rd) failed", found)
     assert "w0rd" not in text
+
+
+async def test_a_pool_too_small_for_the_regions_at_once_is_warned_about_and_still_exits_0(
+    tmp_path: Path,
+) -> None:
+    """Two regions at once, 3 batches in flight each, need 6 connections: a pool of 4 is said
+    on stderr with the size that fixes it; a pool of 6, or one region at once, is not."""
+    two = {**VALID, "BREEZEWAY_REGIONS__SMOKY__CLIENT_ID": "smoky-id",
+           "BREEZEWAY_REGIONS__SMOKY__CLIENT_SECRET": "fake-smoky-secret",
+           "BREEZEWAY_REGION_CONCURRENCY": "8", "BREEZEWAY_BATCHES_IN_FLIGHT": "3"}  # fmt: skip
+    small = await check_config(tmp_path, {**two, "BREEZEWAY_DB_POOL_SIZE": "4"}, None, "--quiet")
+    assert (small.code, small.stdout, len(small.stderr_lines)) == (0, "", 1), small
+    warning = small.last_stderr_line
+    assert "warning" in warning and "BREEZEWAY_DB_POOL_SIZE=4" in warning, warning
+    assert "fix: BREEZEWAY_DB_POOL_SIZE=6" in warning, warning
+    enough = await check_config(tmp_path, {**two, "BREEZEWAY_DB_POOL_SIZE": "6"}, None, "--quiet")
+    assert (enough.code, enough.stderr) == (0, ""), enough
+    one_at_once = {**two, "BREEZEWAY_DB_POOL_SIZE": "4", "BREEZEWAY_REGION_CONCURRENCY": "1"}
+    single = await check_config(tmp_path, one_at_once, None, "--quiet")
+    assert (single.code, single.stderr) == (0, ""), single

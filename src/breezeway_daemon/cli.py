@@ -15,7 +15,13 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, NoReturn
 
 from breezeway_daemon import __version__
-from breezeway_daemon.config import ConfigError, Settings, env_file_is_private, load_settings
+from breezeway_daemon.config import (
+    ConfigError,
+    Settings,
+    env_file_is_private,
+    load_settings,
+    sizing_warnings,
+)
 from breezeway_daemon.entities import RESYNC_ENTITIES
 
 Command = Callable[[argparse.Namespace], Awaitable[int]]
@@ -55,6 +61,8 @@ async def check_config(args: argparse.Namespace) -> int:
         # A warning, not an error: the unit runs this before every start (ExecStartPre).
         print(f"breezeway-daemon: warning: {settings.env_file} is readable by group or "
               f"others and holds secrets; fix: chmod 600 {settings.env_file}", file=sys.stderr)  # fmt: skip
+    for warning in sizing_warnings(settings):
+        print(f"breezeway-daemon: warning: {warning}", file=sys.stderr)
     if not args.quiet:
         print(json.dumps(settings.masked(), indent=2, default=str))
     return 0

@@ -417,6 +417,23 @@ def describe_validation_error(err: ValidationError) -> str:
     return f"{name}: {message}"
 
 
+def sizing_warnings(settings: Settings) -> list[str]:
+    """Valid settings that will make the daemon wait, one line each (``check-config`` says
+    them on stderr; the unit runs it before every start, so they reach the journal)."""
+    warnings = []
+    regions = len(settings.enabled_regions)
+    at_once = min(settings.region_concurrency, regions) if regions else 0
+    needed = at_once * settings.batches_in_flight
+    if settings.db_pool_size < needed:
+        warnings.append(
+            f"BREEZEWAY_DB_POOL_SIZE={settings.db_pool_size} is under the {needed} connections "
+            f"that {at_once} regions at once x BREEZEWAY_BATCHES_IN_FLIGHT="
+            f"{settings.batches_in_flight} write with: batches will wait for a connection "
+            f"(nothing fails); fix: BREEZEWAY_DB_POOL_SIZE={needed} (README, 'How to size N regions')"
+        )
+    return warnings
+
+
 def env_file_is_private(path: Path) -> bool:
     """False when group or others may read the env file (it holds secrets)."""
     try:

@@ -43,7 +43,9 @@ async def test_a_subscribed_region_without_events_gets_a_warning(hooks: Hooks) -
 
 async def test_status_shows_each_regions_last_event_and_queue(hooks: Hooks) -> None:
     assert (
-        await webhooks_section(hooks.pool, hooks.settings.model_copy(update={"webhook_secret": None}))
+        await webhooks_section(
+            hooks.pool, hooks.settings.model_copy(update={"webhook_secret": None})
+        )
         == ""
     )
     truth = hooks.sim.truth(hooks.sim.companies[0].company_id, "tasks")
