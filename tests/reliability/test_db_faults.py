@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from breezeway_daemon.alerts import report_batch
 from breezeway_daemon.config import Settings
 from breezeway_daemon.db import runs
+from breezeway_daemon.db.lease import LOST_LOCK
 from breezeway_daemon.entities import ENTITY_NAMES
 from breezeway_daemon.errors import ErrorKind
 from breezeway_daemon.sync import EntitySync, SyncRequest, run_batch
@@ -118,6 +119,37 @@ async def test_connections_terminated_during_a_sync_end_the_run_cleanly(
     results = await run_batch(env.ctx, list(env.regions), ENTITY_NAMES)
     assert [r.status for r in results] == ["success"] * len(results), [r.error for r in results]
     assert await differences(env.pool, env.sim, env.regions) == []
+
+
+async def test_a_run_that_loses_its_lock_connection_fails_as_a_database_error(
+    rel_env: RelEnv, batches: Batches, admin: asyncpg.Connection
+) -> None:
+    """Only the run's own connection (the one holding its lock) goes away, and the API turns
+    slow: the heartbeat notices while the run waits for a page, and ends the run, failed,
+    kind ``database`` (as a run whose pool connection went away), saying it lost its lock.
+    (The test above loses the same connection, but there the run may end before the
+    heartbeat notices, and its end is then refused by the lost connection instead.)"""
+    env = rel_env
+    await _properties(env)
+    batches.batches.clear()
+    terminated: list[int] = []
+
+    async def lose_the_lock(conn: asyncpg.Connection, batch: BatchRecord) -> None:
+        if batch is batches.of("tasks")[0]:  # one batch only: ``admin`` serves one at a time
+            terminated.append(await terminate(admin, env.database, (LOCK_APP,)))
+            env.sim.faults.latency_s = 10.0  # the heartbeat (every 0.2 s) comes first
+
+    batches.before_write = lose_the_lock
+    env.sim.faults.latency_s = 0.05  # pages come slower than batches are written
+    result = await EntitySync(env.ctx, SyncRequest(REGION, "tasks")).run()
+    assert terminated and terminated[0] >= 1
+    assert result.status == "failed"
+    assert result.error_kind is ErrorKind.DATABASE
+    assert (result.error or "").startswith(LOST_LOCK), result.error
+    assert await batches.partially_visible(env.pool) == []
+    row = await _row(env.pool, result.run_id)
+    assert (row["sync_status"], row["error_message"]) == ("failed", result.error)
+    assert await running_rows(env.pool) == []
 
 
 async def test_a_server_restart_during_a_sync_fails_the_run_and_the_next_run_completes(

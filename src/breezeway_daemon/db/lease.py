@@ -105,6 +105,8 @@ class RunLease:
         self.end = RunEnd(RunStatus.FAILED)
         self.cancel_reason = SHUTDOWN
         """What a cancelled run's row says; ``cancel`` sets it."""
+        self.cancel_kind: ErrorKind | None = None
+        """The cancelled run's error kind, where one applies (a lost lock: the database)."""
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[Any] | None = None
         self._cancelled_here = False
@@ -125,9 +127,10 @@ class RunLease:
         conn = self._conn
         return conn.get_server_pid() if conn is not None and not conn.is_closed() else None
 
-    def cancel(self, reason: str) -> None:
-        """End the run from another task; its row records ``reason``."""
+    def cancel(self, reason: str, kind: ErrorKind | None = None) -> None:
+        """End the run from another task; its row records ``reason`` (and its result ``kind``)."""
         self.cancel_reason = reason
+        self.cancel_kind = kind
         if self._task is not None and not self._task.done():
             self._cancelled_here = True
             self._task.cancel()
@@ -204,7 +207,7 @@ class RunLease:
                     yield
             except asyncio.CancelledError:
                 await _stop(beat)
-                await self._finish(self.cancel_reason)
+                await self._finish(self.cancel_reason, self.cancel_kind)
                 if self._cancelled_here and self._task is not None and self._task.uncancel() == 0:
                     return  # the watchdog or the lost lock ended this run; the batch goes on
                 raise
@@ -235,7 +238,7 @@ class RunLease:
                     await runs.heartbeat(self._conn, self.run_id or 0, self.counts())
             except Exception as err:  # noqa: BLE001 - whatever it is, the lock is not proven held
                 log.error("run_lock_lost", error=describe(err))
-                self.cancel(f"{LOST_LOCK}: {describe(err)}")
+                self.cancel(f"{LOST_LOCK}: {describe(err)}", ErrorKind.DATABASE)
                 return
 
     # --- the end -----------------------------------------------------------------------
