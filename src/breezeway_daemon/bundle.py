@@ -113,8 +113,8 @@ async def build(pool: asyncpg.Pool, settings: Settings, out: Path) -> list[str]:
         alerts = f"(no alerts.log at {alerts_path}: {err.strerror})\n"
     statuses = await status.collect(pool, settings)
     pairs = [s.as_json() for s in statuses]
+    await status.add_webhooks(pool, settings, pairs)
     webhooks = await status.webhooks_section(pool, settings)
-    await status.webhooks_section(pool, settings, pairs)
     files = {
         "sync_log_24h.csv": await query_csv(pool, SYNC_LOG_24H),
         "rejected_24h.csv": await query_csv(pool, REJECTED_24H),
@@ -123,7 +123,7 @@ async def build(pool: asyncpg.Pool, settings: Settings, out: Path) -> list[str]:
         "config.json": json.dumps(settings.masked(), indent=2, default=str) + "\n",
         "versions.txt": await versions(pool),
         "status.txt": status.render(statuses) + webhooks + "\n",
-        "status.json": json.dumps(pairs, indent=2, default=str) + "\n",
+        "status.json": json.dumps(pairs, indent=2) + "\n",
     }
     secrets = configured_secrets(settings) + await stored_tokens(pool)
     await asyncio.to_thread(

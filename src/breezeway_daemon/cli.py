@@ -303,12 +303,12 @@ async def status_command(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     async with open_pool(settings, "breezeway-daemon status", max_size=2) as pool:
         statuses = await status.collect(pool, settings)
-        pairs = [s.as_json() for s in statuses]
-        events = await status.webhooks_section(pool, settings, pairs if args.json else None)
-    if args.json:
-        print(json.dumps(pairs, indent=2))
-    else:
-        print(status.render(statuses) + events)
+        if args.json:
+            pairs = [s.as_json() for s in statuses]
+            await status.add_webhooks(pool, settings, pairs)
+            print(json.dumps(pairs, indent=2))
+        else:
+            print(status.render(statuses) + await status.webhooks_section(pool, settings))
     if not statuses:
         raise CommandFailed("no enabled regions or scheduled entities to report on")
     unhealthy = [f"{s.region}/{s.entity}" for s in statuses if not s.healthy]

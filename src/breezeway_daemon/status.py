@@ -150,18 +150,22 @@ def render(statuses: list[PairStatus]) -> str:
     return "\n".join(lines)
 
 
-async def webhooks_section(
-    pool: asyncpg.Pool, settings: Settings, pairs: list[dict[str, Any]] | None = None
-) -> str:
-    """The webhook part of the report (empty when webhooks are not configured): a table per
-    region to append to ``render``'s; with ``pairs`` (``as_json`` output), their ``webhooks``
-    keys are filled in instead and the text is empty."""
+async def webhooks_section(pool: asyncpg.Pool, settings: Settings) -> str:
+    """The webhook table to append to ``render``'s: each region's last event and queue
+    (empty when webhooks are not configured)."""
     if settings.webhook_secret is None:
         return ""
-    from breezeway_daemon.webhooks.store import add_to_pairs, region_summary, render_summary
+    from breezeway_daemon.webhooks.store import region_summary, render_summary
 
-    if pairs is not None:
-        await add_to_pairs(pool, pairs)
-        return ""
     summary = await region_summary(pool, list(settings.enabled_regions))
     return "\n\n" + render_summary(summary, await pool.fetchval("SELECT now()"))
+
+
+async def add_webhooks(pool: asyncpg.Pool, settings: Settings, pairs: list[dict[str, Any]]) -> None:
+    """The same for ``as_json`` output: a ``webhooks`` key on the pairs webhook events feed
+    (nothing when webhooks are not configured)."""
+    if settings.webhook_secret is None:
+        return
+    from breezeway_daemon.webhooks.store import add_to_pairs
+
+    await add_to_pairs(pool, pairs)
